@@ -1,0 +1,20 @@
+"""sal_jax: Self-Abstraction Learning in JAX/Flax.
+
+A ladder of levels of growing complexity is trained top-down: the simplest level learns the task, then
+each more complex level learns it while matching its hidden features and outputs to the frozen level
+above. The functional pieces compose: `make_level` / your own Flax modules -> `make_guidance` ->
+`make_train_step` -> `train_level` / `train_ladder`.
+"""
+from sal_jax.data.arrays import ArrayDataset
+from sal_jax.errors import ConfigError
+from sal_jax.guidance import Guidance, make_guidance
+from sal_jax.ladder import LadderResult, LevelRun, train_ladder, train_level
+from sal_jax.losses import align_layers, cross_entropy, feature_distance, hidden_guidance, output_guidance
+from sal_jax.models import make_ladder, make_level
+from sal_jax.step import TrainState, init_state, make_eval_step, make_train_step
+
+__all__ = [
+    "ArrayDataset", "ConfigError", "Guidance", "LadderResult", "LevelRun", "TrainState", "align_layers",
+    "cross_entropy", "feature_distance", "hidden_guidance", "init_state", "make_eval_step", "make_guidance",
+    "make_ladder", "make_level", "make_train_step", "output_guidance", "train_ladder", "train_level",
+]

@@ -1,0 +1,46 @@
+"""Built-in level families. `make_level` is the one place a config becomes a Flax module.
+
+A level is any Flax module whose `__call__(x, train=False)` returns `(logits, features)`, features being
+an ordered tuple of hidden activations (batch first). User modules that follow this contract plug into
+the trainer unchanged.
+"""
+from __future__ import annotations
+
+import ml_collections
+import flax.linen as nn
+
+from sal_jax.errors import ConfigError
+from sal_jax.models.cnn import CNN
+from sal_jax.models.mlp import ACTIVATIONS, MLP
+from sal_jax.models.rnn import CELLS, RNN
+
+FAMILIES = ("mlp", "cnn", "rnn")
+
+__all__ = ["CNN", "MLP", "RNN", "FAMILIES", "make_level", "make_ladder"]
+
+
+def make_level(family: str, index: int, model: ml_collections.ConfigDict, num_classes: int,
+               vocab_size: int | None = None) -> nn.Module:
+    """Level `index` (0-based, 0 = top/simplest) of the built-in `family` ladder described by `model`."""
+    depth = model.levels[index]
+    if family == "mlp":
+        if model.activation not in ACTIVATIONS:
+            raise ConfigError(f"config.model.activation: unknown {model.activation!r}; choose from {sorted(ACTIVATIONS)}")
+        return MLP(depth, model.width, num_classes, model.activation)
+    if family == "cnn":
+        if depth > len(model.channels):
+            raise ConfigError(f"config.model.levels: level {index + 1} asks for {depth} blocks but "
+                              f"config.model.channels lists only {len(model.channels)}")
+        return CNN(tuple(model.channels[:depth]), num_classes, model.batch_norm)
+    if family == "rnn":
+        if model.cell not in CELLS:
+            raise ConfigError(f"config.model.cell: unknown {model.cell!r}; choose from {sorted(CELLS)}")
+        if vocab_size is None:
+            raise ConfigError("config.model.family: 'rnn' needs a text dataset (token ids and a vocabulary)")
+        return RNN(depth, model.hidden, vocab_size, num_classes, model.embed_dim, model.cell)
+    raise ConfigError(f"config.model.family: unknown family {family!r}; choose from {list(FAMILIES)}")
+
+
+def make_ladder(model: ml_collections.ConfigDict, num_classes: int, vocab_size: int | None = None) -> list[nn.Module]:
+    """All levels, top (simplest) first."""
+    return [make_level(model.family, i, model, num_classes, vocab_size) for i in range(len(model.levels))]

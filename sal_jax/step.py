@@ -1,0 +1,165 @@
+"""One jitted train step and one eval step per level, over (state, teacher_variables, batch).
+
+The frozen teacher enters as a separate variables pytree argument: it is applied in inference mode, it is
+outside the optimizer, it receives no gradient (`stop_gradient` on its outputs) and, being an argument
+rather than a closure constant, it is neither baked into the compiled program nor copied per step.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from sal_jax.guidance import Guidance
+from sal_jax.levels import Variables, apply_level, init_level
+from sal_jax.losses import cross_entropy, hidden_guidance, output_guidance, weighted_mean
+from sal_jax.parallel import StepShardings
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes while a level trains. A plain pytree: easy to shard and checkpoint."""
+
+    step: jax.Array
+    params: Any          # {"model": the level's params, "projections": the guidance regressors ({} if none)}
+    batch_stats: Any     # the level's BatchNorm statistics ({} if it has none)
+    opt_state: Any
+
+
+def init_state(student: nn.Module, tx: optax.GradientTransformation, key: jax.Array, sample_x: jax.Array,
+               guidance: Guidance | None = None) -> TrainState:
+    model_key, proj_key = jax.random.split(key)
+    variables = init_level(student, model_key, sample_x)
+    params = {"model": variables["params"], "projections": {}}
+    if guidance is not None and guidance.projections is not None:
+        (_, features), _ = apply_level(student, variables, sample_x, train=False)
+        params["projections"] = guidance.projections.init(proj_key, features)["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+
+
+def level_variables(state: TrainState) -> Variables:
+    """The level's own variables (projections dropped): what a finished level is, and what teaches next."""
+    variables = {"params": state.params["model"]}
+    if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+    return variables
+
+
+def loss_terms(student: nn.Module, guidance: Guidance | None, params: Any, batch_stats: Any,
+               teacher_variables: Variables | None, batch: Batch, step: jax.Array, train: bool
+               ) -> tuple[jax.Array, tuple[Metrics, Any]]:
+    """L = CE + λ_h Σ_j D(P_j(h_a(j)), h^T_j) + λ_o T² KL(teacher ‖ student), and its terms."""
+    variables = {"params": params["model"], **({"batch_stats": batch_stats} if batch_stats else {})}
+    (logits, features), new_batch_stats = apply_level(student, variables, batch["x"], train)
+    weight = batch["weight"]
+    ce = cross_entropy(logits, batch["y"], weight)
+    correct = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
+    metrics = {"ce": ce, "accuracy": weighted_mean(correct, weight)}
+    loss = ce
+    if guidance is not None and guidance.active:
+        teacher_logits, teacher_features = teacher_outputs(guidance, teacher_variables, batch)
+        if guidance.use_hidden:
+            aligned = ({j: features[a - 1] for j, a in guidance.alignment.items()}
+                       if guidance.projections is None
+                       else guidance.projections.apply({"params": params["projections"]}, features))
+            hidden = hidden_guidance(aligned, teacher_features, weight, guidance.distance)
+            loss = loss + guidance.hidden_weight(step) * hidden
+            metrics["hidden"] = hidden
+        if guidance.use_output:
+            output = output_guidance(logits, teacher_logits, weight, guidance.temperature)
+            loss = loss + guidance.output_weight(step) * output
+            metrics["output"] = output
+    metrics["loss"] = loss
+    return loss, (metrics, new_batch_stats)
+
+
+TEACHER_LOGITS = "teacher_logits"
+
+
+def teacher_feature_key(j: int) -> str:
+    return f"teacher_feature_{j}"
+
+
+def teacher_outputs(guidance: Guidance, teacher_variables: Variables | None, batch: Batch
+                    ) -> tuple[jax.Array, dict[int, jax.Array]]:
+    """The frozen teacher's (logits, {j: feature j}) for this batch: read from the batch when the
+    teacher cache put them there (sal_jax.teacher_cache), else computed in inference mode."""
+    if TEACHER_LOGITS in batch:
+        return batch[TEACHER_LOGITS], {j: batch[teacher_feature_key(j)] for j in guidance.alignment}
+    (logits, features), _ = apply_level(guidance.teacher, teacher_variables, batch["x"], train=False)
+    return logits, {j: features[j - 1] for j in guidance.alignment}
+
+
+def layer_grad_norms(grads: Any) -> Metrics:
+    """L2 norm of the gradient of each top-level layer of the model (e.g. dense_0 ... head)."""
+    return {f"grad_norm/{name}": optax.tree.norm(g) for name, g in grads["model"].items()}
+
+
+Augment = Callable[[jax.Array, jax.Array], jax.Array]  # (inputs, key) -> augmented inputs
+
+
+def make_train_step(student: nn.Module, tx: optax.GradientTransformation, guidance: Guidance | None = None,
+                    augment: Augment | None = None, augment_key: jax.Array | None = None,
+                    shardings: StepShardings | None = None
+                    ) -> Callable[[TrainState, Variables | None, Batch], tuple[TrainState, Metrics]]:
+    """jit(train_step(state, teacher_variables, batch) -> (state, metrics)), state donated.
+
+    With `shardings` (sal_jax.parallel) the step is compiled for that mesh: the batch split over its
+    devices, state and teacher laid out by the FSDP rule, metrics replicated (readable on every process).
+    With `augment`, the inputs are augmented on device with the key fold_in(augment_key, state.step): a
+    pure function of the run's position, so a resumed run sees the same augmented batches. Student and
+    teacher see the same augmented inputs.
+    """
+
+    def train_step(state: TrainState, teacher_variables: Variables | None, batch: Batch):
+        if augment is not None:
+            batch = {**batch, "x": augment(batch["x"], jax.random.fold_in(augment_key, state.step))}
+        grad_fn = jax.grad(loss_terms, argnums=2, has_aux=True)
+        grads, (metrics, batch_stats) = grad_fn(student, guidance, state.params, state.batch_stats,
+                                                teacher_variables, batch, state.step, True)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics.update(layer_grad_norms(grads))
+        return TrainState(state.step + 1, params, batch_stats, opt_state), metrics
+
+    if shardings is None:
+        return jax.jit(train_step, donate_argnums=0)
+    return jax.jit(train_step, donate_argnums=0,
+                   in_shardings=(shardings.state, shardings.teacher, shardings.batch),
+                   out_shardings=(shardings.state, shardings.replicated))
+
+
+@jax.jit
+def add_metrics(sums: Metrics, metrics: Metrics) -> Metrics:
+    """Running sums of a step's metrics: one dispatch per step instead of one per metric."""
+    return jax.tree.map(jnp.add, sums, metrics)
+
+
+def make_eval_step(student: nn.Module, guidance: Guidance | None = None, shardings: StepShardings | None = None
+                   ) -> Callable[[TrainState, Variables | None, Batch], Metrics]:
+    """jit(eval_step(state, teacher_variables, batch) -> metrics): inference mode, padding weighted 0.
+
+    Metrics are sums over the batch (with "count"), so that batches of a split add up exactly. With
+    `shardings`, compiled for their mesh like the train step (metrics replicated).
+    """
+
+    def eval_step(state: TrainState, teacher_variables: Variables | None, batch: Batch) -> Metrics:
+        _, (metrics, _) = loss_terms(student, guidance, state.params, state.batch_stats,
+                                     teacher_variables, batch, state.step, False)
+        count = jnp.sum(batch["weight"])
+        sums = {k: v * count for k, v in metrics.items()}
+        sums["count"] = count
+        return sums
+
+    if shardings is None:
+        return jax.jit(eval_step)
+    return jax.jit(eval_step, in_shardings=(shardings.state, shardings.teacher, shardings.batch),
+                   out_shardings=shardings.replicated)

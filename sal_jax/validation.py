@@ -1,0 +1,91 @@
+"""Checks of user input that run before any training, each failing with one line naming the field."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from sal_jax import parallel
+from sal_jax.data.arrays import ArrayDataset
+from sal_jax.errors import ConfigError
+from sal_jax.guidance import SCHEDULES
+from sal_jax.levels import abstract_level, num_params
+from sal_jax.losses import DISTANCES, align_layers, parse_layer_map
+
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
+
+
+def _positive(value, field: str, integer: bool = True) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        what = "a positive integer" if integer else "a positive number"
+        raise ConfigError(f"config.{field}: must be {what}, got {value!r}")
+
+
+def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> None:
+    """The training settings, and that they fit the dataset."""
+    train = config.train
+    _positive(train.epochs, "train.epochs")
+    _positive(train.batch_size, "train.batch_size")
+    _positive(train.rounds, "train.rounds")
+    _positive(train.eval_every, "train.eval_every")
+    _positive(train.learning_rate, "train.learning_rate", integer=False)
+    if train.optimizer not in OPTIMIZER_NAMES:
+        raise ConfigError(f"config.train.optimizer: unknown {train.optimizer!r}; choose from {list(OPTIMIZER_NAMES)}")
+    if config.data.augment and data.x_train.ndim != 4:
+        raise ConfigError(f"config.data.augment: crop-and-flip augmentation needs images (N, H, W, C), "
+                          f"{data.name!r} has inputs of shape {data.x_train.shape[1:]}")
+    if train.batch_size > len(data.x_train):
+        raise ConfigError(f"config.train.batch_size: {train.batch_size} is larger than the training set "
+                          f"of {data.name!r} ({len(data.x_train)} examples)")
+    data_size, fsdp = parallel.mesh_shape(config.parallel, jax.device_count(), jax.process_count())
+    parallel.check_batch_size(train.batch_size, data_size, fsdp)
+
+
+def validate_run(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict) -> None:
+    """Everything a ladder run needs, checked before its first step."""
+    validate_training(config, data)
+    validate_ladder(levels, data.x_train[:1], config.guidance)
+
+
+def validate_ladder(levels: Sequence[nn.Module], sample_x: jax.Array,
+                    guidance: ml_collections.ConfigDict) -> None:
+    """At least one level; each returns (logits, features) of one class count; complexity grows; the
+    guidance settings and layer alignment hold for every teacher/student pair.
+
+    Complexity is measured as the parameter count (from abstract inits: free), so the rule holds for
+    user modules too: a level must have strictly more parameters than the level above it.
+    """
+    if not levels:
+        raise ConfigError("config.model.levels: the ladder has no levels")
+    outputs = [abstract_level(level, sample_x)[0] for level in levels]
+    classes = {out[0].shape[-1] for out in outputs}
+    if len(classes) != 1:
+        raise ConfigError(f"config.model: levels disagree on the number of classes: {sorted(classes)}")
+    _validate_guidance(guidance, [len(out[1]) for out in outputs])
+    counts = [num_params(level, sample_x) for level in levels]
+    for k in range(1, len(levels)):
+        if counts[k] <= counts[k - 1]:
+            raise ConfigError(
+                f"config.model.levels: the ladder must grow in complexity, but level {k + 1} "
+                f"({type(levels[k]).__name__}, {counts[k]:,} params) is not larger than level {k} "
+                f"({counts[k - 1]:,} params)")
+
+
+def _validate_guidance(guidance: ml_collections.ConfigDict, feature_counts: Sequence[int]) -> None:
+    if guidance.distance not in DISTANCES:
+        raise ConfigError(f"config.guidance.distance: unknown {guidance.distance!r}; choose from {list(DISTANCES)}")
+    if guidance.schedule not in SCHEDULES:
+        raise ConfigError(f"config.guidance.schedule: unknown {guidance.schedule!r}; choose from {list(SCHEDULES)}")
+    if isinstance(guidance.temperature, bool) or not isinstance(guidance.temperature, (int, float)) \
+            or guidance.temperature <= 0:
+        raise ConfigError(f"config.guidance.temperature: must be a positive number, got {guidance.temperature!r}")
+    for field in ("hidden_weight", "output_weight"):
+        value = guidance[field]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"config.guidance.{field}: must be a number >= 0, got {value!r}")
+    mapping = parse_layer_map(guidance.layer_map)
+    for k in range(1, len(feature_counts)):
+        align_layers(feature_counts[k - 1], feature_counts[k], mapping)
