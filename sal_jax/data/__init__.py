@@ -1,0 +1,46 @@
+"""Datasets by name. Every loader returns an in-memory `ArrayDataset`; `load_dataset` is the one place a
+config's `data` section becomes data, subset and checked against the model family."""
+from __future__ import annotations
+
+import ml_collections
+
+from sal_jax.data.arrays import ArrayDataset
+from sal_jax.data.digits import load_digits_dataset
+from sal_jax.data.images import IMAGE_DATASETS, load_image_dataset
+from sal_jax.data.subsets import per_class_subset
+from sal_jax.data.text import LABEL_NAMES, load_text_dataset
+from sal_jax.errors import ConfigError
+
+DATASETS = ("digits", *IMAGE_DATASETS, *LABEL_NAMES)
+
+
+def _load_full(data: ml_collections.ConfigDict, family: str) -> ArrayDataset:
+    if data.name == "digits":
+        return load_digits_dataset(flatten=family != "cnn")
+    if data.name in IMAGE_DATASETS:
+        return load_image_dataset(data.name, data.data_dir or None)
+    if data.name in LABEL_NAMES:
+        if not data.data_dir:
+            raise ConfigError(f"config.data.data_dir: text dataset {data.name!r} needs the folder that holds "
+                              f"trec/ and emotion/ (e.g. ../shared/datasets)")
+        return load_text_dataset(data.name, data.data_dir, max_len=data.max_len)[0]
+    raise ConfigError(f"config.data.name: unknown dataset {data.name!r}; choose from {list(DATASETS)}")
+
+
+def load_dataset(data: ml_collections.ConfigDict, family: str = "mlp") -> ArrayDataset:
+    """The dataset `data.name`, cut to `data.per_class` training examples per class if > 0 (chosen by
+    `data.subset_seed`, so SAL and every baseline of a run share it), shaped for the model family."""
+    text = data.name in LABEL_NAMES
+    if text != (family == "rnn"):
+        raise ConfigError(f"config.model.family: {family!r} cannot read dataset {data.name!r} "
+                          f"({'text needs' if text else 'only text goes with'} family 'rnn')")
+    dataset = _load_full(data, family)
+    if family == "cnn" and dataset.x_train.ndim != 4:
+        raise ConfigError(f"config.model.family: 'cnn' needs images (N, H, W, C), {data.name!r} has "
+                          f"inputs of shape {dataset.x_train.shape[1:]}")
+    if data.per_class:
+        try:
+            dataset = per_class_subset(dataset, data.per_class, data.subset_seed)
+        except ConfigError as error:
+            raise ConfigError(f"config.data.{error}") from None
+    return dataset
