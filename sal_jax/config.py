@@ -1,0 +1,77 @@
+"""The default configuration: every choice the paper leaves open, with the project's default.
+
+Experiment configs under experiments/configs/ start from `default_config()` and change what they need.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+
+def default_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0                    # the first seed; a run uses seed, seed + 1, ...
+    config.num_seeds = 1
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "digits"
+    config.data.data_dir = ""          # "" = the loader's default (TFDS_DATA_DIR for TFDS datasets)
+    config.data.per_class = 0          # > 0: a class-balanced training subset of this many per class
+    config.data.subset_seed = 0        # which subset; fixed across seeds so every method sees the same data
+    config.data.max_len = 32           # text: tokens per example (truncated / padded)
+    config.data.augment = False        # images: random crop (pad 4) + horizontal flip, on device
+
+    config.model = ml_collections.ConfigDict()
+    config.model.family = "mlp"        # mlp | cnn | rnn
+    config.model.levels = (1, 2, 4, 8)  # per level: hidden layers (mlp), conv blocks (cnn), recurrent layers (rnn)
+    config.model.width = 64            # mlp
+    config.model.activation = "relu"   # mlp: relu | tanh | sigmoid | gelu
+    config.model.channels = (16, 32, 64, 128)  # cnn: channels of conv block 1, 2, ...
+    config.model.batch_norm = True     # cnn
+    config.model.hidden = 64           # rnn
+    config.model.embed_dim = 64        # rnn
+    config.model.cell = "gru"          # rnn: gru | lstm
+
+    config.train = ml_collections.ConfigDict()
+    config.train.epochs = 20           # per level and round
+    config.train.batch_size = 64
+    config.train.learning_rate = 1e-3
+    config.train.optimizer = "adam"    # adam | adamw | sgd (momentum 0.9)
+    config.train.rounds = 1            # full top-down passes over the ladder
+    config.train.eval_every = 1        # epochs between test evaluations (the last epoch is always evaluated)
+
+    config.guidance = ml_collections.ConfigDict()
+    config.guidance.hidden_weight = 1.0    # λ_h; 0 = output-only ablation
+    config.guidance.output_weight = 1.0    # λ_o; 0 = hidden-only ablation
+    config.guidance.temperature = 4.0      # T of the output guidance
+    config.guidance.distance = "mse"       # mse | cosine
+    config.guidance.schedule = "constant"  # constant | linear_decay (λ -> 0 over the level's training)
+    config.guidance.cache_teacher = True   # without augmentation, compute the teacher's outputs once per level
+    config.guidance.layer_map = ""         # "" = relative depth; or "teacher:student,..." 1-based, e.g. "1:2,2:4"
+
+    config.baselines = ml_collections.ConfigDict()
+    config.baselines.epoch_matched = True  # plain bottom level, epochs * rounds epochs
+    config.baselines.time_matched = True   # plain bottom level, the whole SAL run's training time
+
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.enabled = True        # sal-jax checkpoints under <workdir>/checkpoints and resumes from them
+    config.checkpoint.every_steps = 1000    # training steps between checkpoints (each level's end is saved too)
+    config.checkpoint.keep = 2              # newest checkpoints kept per run
+    config.checkpoint.allow_config_change = False  # resume even if result-affecting config values changed
+
+    # Devices and hosts (see sal_jax/parallel.py). Each batch is split over all mesh devices, so
+    # train.batch_size must be divisible by data x fsdp. Results agree across meshes to float rounding.
+    config.parallel = ml_collections.ConfigDict()
+    config.parallel.data = -1               # data-parallel axis size; -1 = all devices (that fsdp leaves)
+    config.parallel.fsdp = 1                # > 1: split big params / optimizer state over this many devices
+    config.parallel.coordinator_address = ""  # multi-host "host:port" of process 0; "" = $JAX_COORDINATOR_ADDRESS / detect
+    config.parallel.num_processes = 0       # 0 = detect (Slurm, Open MPI, Cloud TPU, k8s; else 1); 1 = never distribute
+    config.parallel.process_id = -1         # -1 = detect
+
+    # Experiments: a sweep over training-set sizes, and the ablations, each run for every seed.
+    config.sweep = ml_collections.ConfigDict()
+    config.sweep.per_class = ()        # e.g. (10, 100, 0): one cell per size (0 = the full training set)
+    config.sweep.epochs = ()           # epochs per level in each cell (small subsets need more epochs)
+    config.ablations = False           # also run SAL hidden-only (λ_o = 0) and output-only (λ_h = 0)
+    config.quick = False               # apply `quick_overrides`: a smoke-test-sized version of the config
+    config.quick_overrides = ()        # (("dotted.key", value), ...), set by each experiment config
+    return config

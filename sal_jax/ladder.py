@@ -1,0 +1,273 @@
+"""The top-down SAL loop over levels and rounds, and the plain baselines, all from one `train_level`.
+
+Determinism: a level's initial parameters are a function of (seed, level) and each epoch's example order
+of (seed, level, round, epoch), so SAL's bottom level and its plain baseline start from the same
+weights and see the same batches; only the guidance differs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from sal_jax import parallel
+from sal_jax.data.arrays import ArrayDataset, epoch_order
+from sal_jax.data.images import augment_images
+from sal_jax.guidance import make_guidance
+from sal_jax.levels import Variables
+from sal_jax.step import TrainState, add_metrics, init_state, level_variables, make_eval_step, make_train_step
+from sal_jax.teacher_cache import teacher_cache
+from sal_jax.validation import validate_run
+
+TIME_CHECK_EVERY = 8  # steps between device syncs when training against a time budget
+OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": lambda lr: optax.sgd(lr, momentum=0.9)}
+
+
+@dataclasses.dataclass
+class LevelRun:
+    """One level trained once (one round of SAL, or a baseline): its result and per-epoch history."""
+
+    name: str
+    level: int                      # 1-based, 1 = top
+    round: int                      # 1-based
+    variables: Variables            # the trained level (no projections)
+    history: list[dict[str, float]]  # one row per epoch: train terms, test metrics, cumulative train time
+    train_time: float               # seconds of training (evaluation excluded), compilation included
+    steps: int
+    compiles: dict[str, int]        # compilations of the train and eval steps (1 each when all is well)
+
+    @property
+    def final_test_accuracy(self) -> float:
+        return self.history[-1]["test_accuracy"]  # the last epoch is always evaluated
+
+    @property
+    def best_test_accuracy(self) -> float:
+        return max(row["test_accuracy"] for row in self.history if "test_accuracy" in row)
+
+
+def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    return OPTIMIZERS[train.optimizer](train.learning_rate)
+
+
+def evaluate(eval_step, state: TrainState, teacher_variables: Variables | None, x: np.ndarray,
+             y: np.ndarray, batch_size: int, sharding: jax.sharding.NamedSharding | None = None) -> dict[str, float]:
+    """Means over a whole split (padding excluded); one host sync at the end.
+
+    sharding: how the eval step takes its batches (each process builds only its rows); None = NumPy.
+    """
+    sums = None
+    for batch in parallel.global_batches(x, y, batch_size, sharding):
+        out = eval_step(state, teacher_variables, batch)
+        sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+    sums = jax.device_get(sums)
+    count = sums.pop("count")
+    return {k: float(v / count) for k, v in sums.items()}
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where a level's training stands: everything besides the train state needed to resume exactly."""
+
+    epoch: int = 0                      # epochs completed
+    step_in_epoch: int = 0              # steps done in the current epoch
+    train_time: float = 0.0             # seconds of training so far
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    sums: dict[str, Any] | None = None  # the current epoch's metric sums so far (on device)
+
+
+StepHook = Callable[[TrainState, Progress], None]  # called after every step (checkpointing, preemption)
+
+
+def use_teacher_cache(config: ml_collections.ConfigDict, guidance) -> bool:
+    """Cache the teacher's outputs when it guides, inputs never change (no augmentation) and one process
+    holds all the data (several processes fall back to the teacher forward in every step)."""
+    return (guidance is not None and guidance.active and config.guidance.cache_teacher
+            and not config.data.augment and jax.process_count() == 1)
+
+
+def setup_level(student: nn.Module, data: ArrayDataset, config: ml_collections.ConfigDict, *, level: int,
+                round_: int, epochs: int, teacher: nn.Module | None = None,
+                start_from: Variables | None = None):
+    """(guidance, optimizer, initial state) of one level's training: cheap, and abstract-evaluable."""
+    steps_per_epoch = len(data.x_train) // config.train.batch_size
+    sample_x = jnp.asarray(data.x_train[: config.train.batch_size])
+    guidance = (make_guidance(student, teacher, sample_x, config.guidance, epochs * steps_per_epoch)
+                if teacher is not None else None)
+    tx = make_optimizer(config.train)
+    state = init_state(student, tx, jax.random.fold_in(jax.random.key(config.seed), level), sample_x, guidance)
+    if start_from is not None:
+        params = {**state.params, "model": start_from["params"]}
+        state = state.replace(params=params, batch_stats=start_from.get("batch_stats", {}),
+                              opt_state=tx.init(params))
+    return guidance, tx, state
+
+
+def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.ConfigDict, *, level: int,
+                round_: int = 1, epochs: int | None = None, teacher: nn.Module | None = None,
+                teacher_variables: Variables | None = None, start_from: Variables | None = None,
+                time_budget: float | None = None, name: str = "", progress: bool = False,
+                resume: tuple[TrainState, Progress] | None = None, on_step: StepHook | None = None) -> LevelRun:
+    """Trains `student` (level `level`, 1-based) on `data`, guided by the frozen teacher if given.
+
+    start_from: the level's own variables from the previous round (params and BatchNorm statistics
+      continue; optimizer state and projections start fresh, since the guidance target has changed).
+    time_budget: stop after this many seconds of training (checked every few steps) instead
+      of after `epochs`; used by the time-matched baseline.
+    resume: a (state, progress) from a checkpoint; training continues exactly where it stopped.
+    on_step: called after every step with the new state and progress.
+
+    Runs on the mesh of `config.parallel` (sal_jax.parallel): one compilation of each step per level.
+    """
+    train = config.train
+    epochs = train.epochs if epochs is None else epochs
+    steps_per_epoch = len(data.x_train) // train.batch_size
+    mesh = parallel.make_mesh(config.parallel)
+    parallel.check_batch_size(train.batch_size, mesh.shape[parallel.DATA], mesh.shape[parallel.FSDP])
+    guidance, tx, state = setup_level(student, data, config, level=level, round_=round_, epochs=epochs,
+                                      teacher=teacher, start_from=start_from)
+    state, prog = resume if resume is not None else (state, Progress())
+    shardings = parallel.step_shardings(mesh, state, teacher_variables)
+    # Initialised eagerly on one device as ever (a jitted init can differ in the last bit, e.g. an RNN's
+    # orthogonal init), then laid out on the mesh; a no-op for a restored state or the level above's output.
+    state = jax.device_put(state, shardings.state)
+    teacher_variables = jax.device_put(teacher_variables, shardings.teacher)
+    augment_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), level), round_)
+    train_step = make_train_step(student, tx, guidance, augment_images if config.data.augment else None,
+                                 augment_key, shardings)
+    eval_step = make_eval_step(student, guidance, shardings)
+
+    def finished() -> bool:
+        # A time budget is judged by process 0's clock: all processes must stop at the same step.
+        return prog.epoch >= epochs if time_budget is None else parallel.agree(prog.train_time >= time_budget)
+
+    cache, cache_time = None, 0.0
+    if use_teacher_cache(config, guidance):
+        start = time.perf_counter()
+        cache = teacher_cache(guidance, teacher_variables, data.x_train, train.batch_size)
+        cache_time = time.perf_counter() - start  # part of this level's training cost
+    bar = tqdm(total=None if time_budget else epochs, initial=prog.epoch, desc=name or f"level {level}",
+               disable=not progress, leave=False, unit="epoch")
+    while not finished():
+        order = epoch_order(len(data.x_train), config.seed, level, round_, prog.epoch)
+        epoch_batches = parallel.global_batches(data.x_train, data.y_train, train.batch_size, shardings.batch,
+                                                order, prog.step_in_epoch, steps_per_epoch,  # ragged remainder dropped
+                                                extras=cache)
+        start, out_of_time = time.perf_counter(), False
+        for batch in epoch_batches:
+            state, metrics = train_step(state, teacher_variables, batch)
+            prog.sums = metrics if prog.sums is None else add_metrics(prog.sums, metrics)
+            prog.step_in_epoch += 1
+            if time_budget is not None and prog.step_in_epoch % TIME_CHECK_EVERY == 0:
+                jax.block_until_ready(state.step)
+                out_of_time = parallel.agree(prog.train_time + time.perf_counter() - start >= time_budget)
+            if on_step is not None:
+                elapsed = time.perf_counter() - start
+                prog.train_time, start = prog.train_time + elapsed, start + elapsed
+                on_step(state, prog)
+            if out_of_time:
+                break
+        sums = jax.device_get(prog.sums)  # one host sync per epoch; also waits for the last step
+        prog.train_time += time.perf_counter() - start + cache_time
+        cache_time = 0.0
+        row = {"epoch": prog.epoch + 1, "train_time": prog.train_time}
+        row.update({f"train_{k}": float(v) / prog.step_in_epoch for k, v in sums.items()})
+        prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None
+        if finished() or prog.epoch % train.eval_every == 0:
+            row.update({f"test_{k}": v for k, v in evaluate(eval_step, state, teacher_variables, data.x_test,
+                                                             data.y_test, train.batch_size, shardings.batch).items()})
+            bar.set_postfix(test_acc=f"{row['test_accuracy']:.3f}", loss=f"{row['train_loss']:.3f}")
+        prog.history.append(row)
+        bar.update(1)
+    bar.close()
+    return LevelRun(name or f"level {level}", level, round_, level_variables(state), prog.history,
+                    prog.train_time, int(state.step),
+                    {"train": train_step._cache_size(), "eval": eval_step._cache_size()})
+
+
+@dataclasses.dataclass
+class LadderResult:
+    sal: list[LevelRun]                    # every (round, level) run, in training order
+    plain_epoch_matched: LevelRun | None
+    plain_time_matched: LevelRun | None
+
+    @property
+    def levels(self) -> list[Variables]:
+        """The final variables of every level, top first; the last is the product."""
+        last = {run.level: run.variables for run in self.sal}
+        return [last[k] for k in sorted(last)]
+
+    @property
+    def sal_train_time(self) -> float:
+        return sum(run.train_time for run in self.sal)
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One training of one level within a ladder run."""
+
+    name: str
+    kind: str    # "sal", "plain_epoch_matched" or "plain_time_matched"
+    level: int   # 1-based
+    round: int
+
+
+def ladder_phases(num_levels: int, config: ml_collections.ConfigDict) -> list[Phase]:
+    """What a ladder run trains, in order: SAL level by level and round by round, then the baselines."""
+    phases = [Phase(f"SAL r{r} L{k}", "sal", k, r)
+              for r in range(1, config.train.rounds + 1) for k in range(1, num_levels + 1)]
+    if config.baselines.epoch_matched:
+        phases.append(Phase("plain (epoch-matched)", "plain_epoch_matched", num_levels, 1))
+    if config.baselines.time_matched:
+        phases.append(Phase("plain (time-matched)", "plain_time_matched", num_levels, 1))
+    return phases
+
+
+def phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Phase], done: Sequence[LevelRun],
+                 config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """train_level's arguments for `phase`, given the phases done before it."""
+    def latest(level: int) -> Variables | None:
+        runs = [run for run, p in zip(done, phases) if p.kind == "sal" and p.level == level]
+        return runs[-1].variables if runs else None
+
+    if phase.kind == "plain_epoch_matched":
+        return {"epochs": config.train.epochs * config.train.rounds}
+    if phase.kind == "plain_time_matched":
+        return {"time_budget": sum(run.train_time for run, p in zip(done, phases) if p.kind == "sal")}
+    guided = phase.level > 1
+    return {"round_": phase.round, "start_from": latest(phase.level),
+            "teacher": levels[phase.level - 2] if guided else None,
+            "teacher_variables": latest(phase.level - 1) if guided else None}
+
+
+def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
+                 progress: bool = False, checkpoint_dir: str | None = None) -> LadderResult:
+    """SAL top-down: level 1 on the task, then each level guided by the frozen level above, for
+    `config.train.rounds` rounds; then the plain baselines of the bottom level that the config asks for.
+
+    With `checkpoint_dir`, the run is checkpointed there and, if checkpoints exist, resumed exactly from
+    the newest readable one (see sal_jax.checkpoint).
+    """
+    validate_run(levels, data, config)
+    phases = ladder_phases(len(levels), config)
+    if checkpoint_dir is None:
+        done: list[LevelRun] = []
+        for phase in phases:
+            done.append(train_level(levels[phase.level - 1], data, config, level=phase.level, name=phase.name,
+                                    progress=progress, **phase_inputs(phase, levels, phases, done, config)))
+        return _ladder_result(phases, done)
+    from sal_jax.checkpoint import run_with_checkpoints  # orbax is imported only when checkpointing
+    return _ladder_result(phases, run_with_checkpoints(levels, data, config, phases, checkpoint_dir, progress))
+
+
+def _ladder_result(phases: Sequence[Phase], done: Sequence[LevelRun]) -> LadderResult:
+    by_kind = {p.kind: run for p, run in zip(phases, done) if p.kind != "sal"}
+    return LadderResult([run for p, run in zip(phases, done) if p.kind == "sal"],
+                        by_kind.get("plain_epoch_matched"), by_kind.get("plain_time_matched"))

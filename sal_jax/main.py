@@ -1,0 +1,49 @@
+"""Command line: `sal-jax --config=experiments/configs/digits_mlp.py [--config.key=value ...] --workdir=DIR`."""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from sal_jax.errors import ConfigError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results (JSON, table, plot).")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.mark_flags_as_required(["config"])
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a process stopped by SIGTERM
+
+
+def _main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # JAX logs its backend probing at INFO
+    from sal_jax.train import train_and_evaluate  # after flag parsing: keeps --help fast
+
+    config = _CONFIG.value
+    workdir = _WORKDIR.value or f"runs/{config.data.name}_{config.model.family}"
+    from sal_jax.checkpoint import Preempted
+    from sal_jax.parallel import initialize_distributed
+
+    try:
+        initialize_distributed(config.parallel)  # before anything touches devices; see config.parallel
+        results = train_and_evaluate(config, workdir, progress=_PROGRESS.value)
+    except ConfigError as error:
+        sys.exit(f"error: {error}")
+    except Preempted as stop:
+        print(stop, file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_CODE)
+    if results["table"]:  # process 0 of a multi-process run, or the only one
+        print("\n".join(line for line in results["table"].splitlines() if not line.startswith("![")))
+        print(f"\nwall time {results['wall_time']:.1f} s; results, table and plot in {workdir}/")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    run()
