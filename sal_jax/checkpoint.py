@@ -1,0 +1,298 @@
+"""Orbax checkpoints of a ladder run: exact resume anywhere, preemption, corrupt-checkpoint fallback.
+
+A ladder run is a fixed sequence of phases (SAL's levels round by round, then the plain baselines).
+A checkpoint holds the finished phases (records + variables), and for the phase in progress its train
+state, the position in its epoch and the epoch's metric sums so far. Data order and augmentation are
+pure functions of (seed, level, round, epoch, step), so nothing else is needed to continue exactly.
+
+Arrays are restored onto the current run's mesh (sal_jax.parallel), whatever the topology that wrote
+them: a checkpoint saved on 8 devices resumes on 1 device or on several processes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import warnings
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+from sal_jax import parallel
+from sal_jax.errors import ConfigError
+
+# Config keys that do not change a ladder run's results: they may differ between a run and its
+# resumption. (A sweep cell's own size and epochs are copied into data.per_class / train.epochs.)
+# parallel.*: the mesh changes results only by float rounding, and resuming on another topology is the point.
+RESULT_NEUTRAL = ("checkpoint.", "num_seeds", "quick", "sweep.", "ablations", "parallel.")
+ARRAY_ITEMS = ("finished", "state", "sums")
+
+
+def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
+    """Named handlers (rather than item names): the manager can then read each item's array metadata."""
+    return {"meta": ocp.JsonCheckpointHandler(), **{name: ocp.StandardCheckpointHandler() for name in ARRAY_ITEMS}}
+
+
+class Preempted(Exception):
+    """Raised after a SIGTERM once the current step is finished and saved."""
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """What a checkpoint restores: finished phases, and the phase in progress if any."""
+
+    completed: list[dict[str, Any]]          # LevelRun records (JSON) of finished phases, in order
+    variables: list[Any]                      # their trained variables
+    state: Any = None                         # TrainState of the phase in progress
+    progress: dict[str, Any] | None = None    # its Progress fields (sums restored separately)
+    sums: Any = None
+
+
+def flat_config(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:
+    items = config.items() if isinstance(config, dict) else config.to_dict().items()
+    flat = {}
+    for key, value in items:
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def config_differences(saved: dict[str, Any], current: ml_collections.ConfigDict) -> list[str]:
+    old, new = flat_config(saved), flat_config(current)
+    return sorted(k for k in old.keys() | new.keys()
+                  if old.get(k) != new.get(k) and not k.startswith(RESULT_NEUTRAL))
+
+
+class RunCheckpointer:
+    """One Orbax CheckpointManager for one ladder run directory.
+
+    Saves every `config.checkpoint.every_steps` training steps and at the end of every phase; keeps the
+    last `config.checkpoint.keep`. While open, SIGTERM makes the next step save and raise `Preempted`;
+    with several processes, JAX's preemption service picks the step, the same on every process.
+    """
+
+    def __init__(self, directory: str, config: ml_collections.ConfigDict, metadata: dict[str, Any]):
+        self.directory = os.path.abspath(directory)
+        self.config = config
+        self.metadata = metadata  # e.g. the dataset's class count, so levels can be rebuilt from disk
+        self.every_steps = config.checkpoint.every_steps
+        self.mesh = parallel.make_mesh(config.parallel)  # where restored arrays go
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint.keep, create=True),
+            item_handlers=_item_handlers())
+        self.save_number = max(self.manager.all_steps(), default=0)
+        self.run_step = 0  # training steps over all phases so far
+        self.preempt_requested = False
+        self._previous_handler = None
+
+    # -- signals ---------------------------------------------------------------------------------
+    def __enter__(self) -> "RunCheckpointer":
+        if jax.process_count() > 1:  # JAX's preemption service owns SIGTERM; a handler here would replace it
+            return self
+        try:
+            self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        except ValueError:  # not the main thread: preemption handling is the caller's business
+            self._previous_handler = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.manager.wait_until_finished()
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGTERM, self._previous_handler)
+        self.manager.close()
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.preempt_requested = True
+
+    def _preempted(self) -> bool:
+        if jax.process_count() > 1:  # true on every process at the same step, after any one got SIGTERM
+            return multihost_utils.reached_preemption_sync_point(self.run_step)
+        return self.preempt_requested
+
+    # -- saving ----------------------------------------------------------------------------------
+    def save(self, snapshot: Snapshot) -> None:
+        self.save_number += 1
+        meta = {"config": self.config.to_dict(), "metadata": self.metadata, "completed": snapshot.completed,
+                "progress": snapshot.progress, "run_step": self.run_step}
+        items = {"meta": ocp.args.JsonSave(meta)}
+        if snapshot.variables:
+            items["finished"] = ocp.args.StandardSave({str(i): v for i, v in enumerate(snapshot.variables)})
+        if snapshot.state is not None:
+            items["state"] = ocp.args.StandardSave(snapshot.state)
+        if snapshot.sums:
+            items["sums"] = ocp.args.StandardSave(snapshot.sums)
+        self.manager.save(self.save_number, args=ocp.args.Composite(**items), force=True)
+
+    def step_hook(self, snapshot_fn: Callable[[Any, Any], Snapshot]) -> Callable[[Any, Any], None]:
+        """An `on_step` for train_level: saves every `every_steps` steps; on SIGTERM saves and stops."""
+        def on_step(state, progress) -> None:
+            self.run_step += 1
+            if self._preempted():
+                self.save(snapshot_fn(state, progress))
+                self.manager.wait_until_finished()
+                raise Preempted(f"preempted (SIGTERM): saved after training step {self.run_step} to "
+                                f"{self.directory}; rerun the same command to resume")
+            if self.run_step % self.every_steps == 0:
+                self.save(snapshot_fn(state, progress))
+        return on_step
+
+    # -- restoring -------------------------------------------------------------------------------
+    def restore(self, state_template: Callable[[list[dict[str, Any]], list[Any]], Any]) -> Snapshot | None:
+        """The newest readable checkpoint, or None. Unreadable ones are reported, deleted, and skipped.
+
+        state_template(completed_records, their_variables) gives the abstract train state of the phase
+        that follows them.
+        """
+        for number in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                snapshot = self._restore(number, state_template)
+            except ConfigError:
+                raise
+            except Exception as error:  # a corrupt or partial checkpoint: any read error
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+                warnings.warn(f"checkpoint {number} in {self.directory} is unreadable ({reason}); "
+                              f"falling back to the previous one", stacklevel=2)
+                self.manager.delete(number)
+                continue
+            self.save_number = max(self.manager.all_steps(), default=0)
+            return snapshot
+        return None
+
+    def _restore(self, number: int, state_template) -> Snapshot:
+        meta = self.manager.restore(number, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        differences = config_differences(meta["config"], self.config)
+        if differences and not self.config.checkpoint.allow_config_change:
+            raise ConfigError(
+                f"config differs from the run in {self.directory} in {', '.join(differences)}; use another "
+                f"workdir, or set --config.checkpoint.allow_config_change=True to resume anyway")
+        completed = meta["completed"]
+        variables = []
+        if completed:
+            finished = self.manager.restore(number, args=ocp.args.Composite(
+                finished=ocp.args.StandardRestore(self._saved_arrays(number, "finished")))).finished
+            variables = [finished[str(i)] for i in range(len(completed))]
+        snapshot = Snapshot(completed, variables, progress=meta["progress"])
+        if meta["progress"] is not None:
+            template = parallel.abstract_on(self.mesh, state_template(completed, variables))
+            items = {"state": ocp.args.StandardRestore(template)}
+            if meta["progress"]["has_sums"]:
+                items["sums"] = ocp.args.StandardRestore(self._saved_arrays(number, "sums"))
+            restored = self.manager.restore(number, args=ocp.args.Composite(**items))
+            snapshot.state = restored.state
+            snapshot.sums = jax.tree.map(jnp.asarray, restored.sums) if meta["progress"]["has_sums"] else None
+        self.run_step = meta["run_step"]
+        return snapshot
+
+    def _saved_arrays(self, number: int, item: str) -> Any:
+        """A restore target for `item`: its arrays' saved shapes and dtypes, laid out on this run's mesh.
+        (Without one, Orbax would recreate the saving run's shardings, on devices that may not exist.)"""
+        return parallel.abstract_on(self.mesh, self.manager.item_metadata(number)[item].tree)
+
+
+def progress_record(progress) -> dict[str, Any]:
+    """The JSON part of a Progress (its sums are saved as arrays)."""
+    return {"epoch": progress.epoch, "step_in_epoch": progress.step_in_epoch, "train_time": progress.train_time,
+            "history": progress.history, "has_sums": progress.sums is not None}
+
+
+def latest_metadata(directory: str) -> dict[str, Any]:
+    """The newest readable checkpoint's meta (config, dataset metadata, completed phases)."""
+    directory = os.path.abspath(directory)
+    if not os.path.isdir(directory):
+        raise ConfigError(f"no checkpoint directory at {directory}")
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # whatever topology saved them
+    with ocp.CheckpointManager(directory, item_handlers=_item_handlers()) as manager:
+        for number in sorted(manager.all_steps(), reverse=True):
+            try:
+                meta = manager.restore(number, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+                finished = {}
+                if meta["completed"]:
+                    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                                          manager.item_metadata(number)["finished"].tree)
+                    finished = manager.restore(number, args=ocp.args.Composite(
+                        finished=ocp.args.StandardRestore(target))).finished
+                return {**meta, "finished": finished}
+            except Exception as error:  # fall back like a resuming run does
+                print(f"warning: checkpoint {number} in {directory} is unreadable ({error}); trying the previous one",
+                      file=sys.stderr)
+    raise ConfigError(f"no readable checkpoint in {directory}")
+
+
+def run_record(run) -> dict[str, Any]:
+    """A LevelRun without its variables: the JSON part of a finished phase."""
+    return {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "variables"}
+
+
+def run_with_checkpoints(levels: Sequence[Any], data, config: ml_collections.ConfigDict, phases: Sequence[Any],
+                         directory: str, progress: bool) -> list[Any]:
+    """train_ladder's phases with checkpoints in `directory`, resuming from the newest readable one."""
+    from sal_jax.ladder import LevelRun, Progress, phase_inputs, setup_level, train_level
+
+    def inputs(index: int, done: list[LevelRun]) -> dict[str, Any]:
+        return phase_inputs(phases[index], levels, phases, done, config)
+
+    def restored_runs(records, variables) -> list[LevelRun]:
+        return [LevelRun(**record, variables=v) for record, v in zip(records, variables)]
+
+    def state_template(records: list[dict[str, Any]], variables: list[Any]):
+        index = len(records)
+        phase, kwargs = phases[index], inputs(index, restored_runs(records, variables))
+        return jax.eval_shape(lambda: setup_level(
+            levels[phase.level - 1], data, config, level=phase.level, round_=kwargs.get("round_", 1),
+            epochs=config.train.epochs, teacher=kwargs.get("teacher"), start_from=kwargs.get("start_from"))[2])
+
+    metadata = {"dataset": data.name, "num_classes": data.num_classes, "vocab_size": data.vocab_size,
+                "phases": [dataclasses.asdict(p) for p in phases]}
+    with RunCheckpointer(directory, config, metadata) as checkpointer:
+        snapshot = checkpointer.restore(state_template)
+        done: list[LevelRun] = []
+        resume = None
+        if snapshot is not None:
+            done = restored_runs(snapshot.completed, snapshot.variables)
+            if snapshot.state is not None:
+                fields = {k: v for k, v in snapshot.progress.items() if k != "has_sums"}
+                resume = (snapshot.state, Progress(**fields, sums=snapshot.sums))
+            where = (f"'{phases[len(done)].name}', epoch {resume[1].epoch + 1}, step {resume[1].step_in_epoch} "
+                     f"of the epoch" if resume else
+                     f"the start of '{phases[len(done)].name}'" if len(done) < len(phases) else "the end: nothing to do")
+            print(f"resuming {checkpointer.directory} at {where} (training step {checkpointer.run_step})",
+                  file=sys.stderr)
+        for index in range(len(done), len(phases)):
+            phase = phases[index]
+
+            def snapshot_fn(state, prog, done=done) -> Snapshot:
+                return Snapshot([run_record(r) for r in done], [r.variables for r in done], state,
+                                progress_record(prog), prog.sums)
+
+            done.append(train_level(levels[phase.level - 1], data, config, level=phase.level, name=phase.name,
+                                    progress=progress, resume=resume, on_step=checkpointer.step_hook(snapshot_fn),
+                                    **inputs(index, done)))
+            resume = None
+            checkpointer.save(Snapshot([run_record(r) for r in done], [r.variables for r in done]))
+    return done
+
+
+def load_level(directory: str, level: int, module: Any = None) -> tuple[Any, Any]:
+    """(module, variables) of SAL level `level` (1 = top) from a ladder run's checkpoint directory: the
+    newest finished training of that level. Built-in levels are rebuilt from the saved config; pass
+    `module` for a ladder of your own modules."""
+    meta = latest_metadata(directory)
+    phases, done = meta["metadata"]["phases"], len(meta["completed"])
+    matches = [i for i, p in enumerate(phases[:done]) if p["kind"] == "sal" and p["level"] == level]
+    if not matches:
+        finished = sorted({p["level"] for p in phases[:done] if p["kind"] == "sal"})
+        raise ConfigError(f"level {level} has not finished training in {directory} (finished levels: {finished})")
+    variables = meta["finished"][str(matches[-1])]
+    if module is None:
+        from sal_jax.models import make_level
+        config = ml_collections.ConfigDict(meta["config"])
+        module = make_level(config.model.family, level - 1, config.model, meta["metadata"]["num_classes"],
+                            meta["metadata"]["vocab_size"])
+    return module, variables

@@ -1,0 +1,68 @@
+"""A training run for the checkpoint tests, run as a subprocess that kills itself at a chosen point.
+
+    python tests/checkpoint_child.py DIR OUT.npz MODE AT
+MODE "kill" sends SIGKILL to itself right after training step AT (before any save that step would
+trigger... or after it, as the step hook's order decides); MODE "term" sends SIGTERM after step AT
+(the run must save and stop at the next step); MODE "kill_after_level" sends SIGKILL right after the
+phase-end checkpoint of phase AT is written; MODE "none" runs to the end. On completion the final
+variables of every level are written to OUT.npz.
+"""
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# tests/ (conftest) and the repo root (sal_jax), so the child runs whether or not sal_jax is installed
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+import jax  # noqa: E402
+from conftest import blobs  # noqa: E402
+
+from sal_jax import checkpoint  # noqa: E402
+from sal_jax.config import default_config  # noqa: E402
+from sal_jax.ladder import train_ladder  # noqa: E402
+from sal_jax.models import make_ladder  # noqa: E402
+
+
+def child_config():
+    c = default_config()
+    c.model.levels, c.model.width = (1, 2, 3), 16
+    c.train.epochs, c.train.batch_size, c.train.learning_rate = 3, 32, 3e-2
+    c.baselines.time_matched = False  # its length depends on the clock; everything else is exact
+    c.checkpoint.every_steps = 5
+    return c
+
+
+def main(directory, out, mode, at):
+    at = int(at)
+    original_hook, original_save = checkpoint.RunCheckpointer.step_hook, checkpoint.RunCheckpointer.save
+
+    def step_hook(self, snapshot_fn):
+        on_step = original_hook(self, snapshot_fn)
+
+        def wrapped(state, progress):
+            on_step(state, progress)
+            if self.run_step == at and mode in ("kill", "term"):
+                os.kill(os.getpid(), signal.SIGKILL if mode == "kill" else signal.SIGTERM)
+        return wrapped
+
+    def save(self, snapshot):
+        original_save(self, snapshot)
+        if mode == "kill_after_level" and snapshot.state is None and len(snapshot.completed) == at:
+            self.manager.wait_until_finished()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    checkpoint.RunCheckpointer.step_hook, checkpoint.RunCheckpointer.save = step_hook, save
+    data = blobs()
+    try:
+        result = train_ladder(make_ladder(child_config().model, 3), data, child_config(), checkpoint_dir=directory)
+    except checkpoint.Preempted as stop:
+        print(stop, file=sys.stderr)
+        sys.exit(143)
+    leaves = jax.tree.leaves([result.levels, result.plain_epoch_matched.variables])
+    np.savez(out, *[np.asarray(leaf) for leaf in leaves])
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,127 @@
+"""Exact resume after SIGKILL and SIGTERM anywhere in the ladder; corrupt checkpoints; config changes;
+loading a trained level from disk."""
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from checkpoint_child import child_config
+from conftest import blobs
+from sal_jax.checkpoint import load_level
+from sal_jax.errors import ConfigError
+from sal_jax.ladder import train_ladder
+from sal_jax.levels import predict
+from sal_jax.models import make_ladder
+
+CHILD = Path(__file__).resolve().parent / "checkpoint_child.py"
+# 3 levels x 3 epochs x 4 steps, then the epoch-matched baseline: 48 steps; phases end at 12, 24, 36, 48
+TOTAL_STEPS = 48
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The uninterrupted run, in process, without checkpoints."""
+    result = train_ladder(make_ladder(child_config().model, 3), blobs(), child_config())
+    return [np.asarray(leaf) for leaf in jax.tree.leaves([result.levels, result.plain_epoch_matched.variables])]
+
+
+def run_child(directory, out, mode="none", at=0):
+    return subprocess.run([sys.executable, str(CHILD), str(directory), str(out), mode, str(at)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_bit_identical(out, reference):
+    saved = np.load(out)
+    leaves = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    assert len(leaves) == len(reference)
+    for got, want in zip(leaves, reference):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path, reference):
+    """One run killed again and again: at random steps mid-level (seeded), at a level's last step
+    (before its end is saved) and right after a level's end is saved; then it finishes."""
+    steps = sorted(random.Random(0).sample([s for s in range(2, TOTAL_STEPS) if s % 12], 2))
+    kills = [("kill", steps[0]), ("kill", 12), ("kill_after_level", 2), ("kill", steps[1])]
+    kills.sort(key=lambda k: k[1] if k[0] == "kill" else 12 * k[1] + 0.5)
+    out = tmp_path / "final.npz"
+    for mode, at in kills:
+        proc = run_child(tmp_path / "ckpt", out, mode, at)
+        assert proc.returncode == -9, (mode, at, proc.stderr[-2000:])
+    proc = run_child(tmp_path / "ckpt", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "resuming" in proc.stderr
+    assert_bit_identical(out, reference)
+
+
+def test_sigterm_saves_stops_and_resumes_bit_identical(tmp_path, reference):
+    out = tmp_path / "final.npz"
+    for at in (7, 30):  # mid-level, off the save interval
+        proc = run_child(tmp_path / "ckpt", out, "term", at)
+        assert proc.returncode == 143, proc.stderr[-2000:]
+        assert f"preempted (SIGTERM): saved after training step {at + 1}" in proc.stderr
+    proc = run_child(tmp_path / "ckpt", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"(training step {30 + 1})" in proc.stderr  # resumed exactly where SIGTERM saved
+    assert_bit_identical(out, reference)
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """A checkpoint directory of a run killed at step 22 (checkpoints at steps 12 [level end], 15, 20)."""
+    directory = tmp_path_factory.mktemp("interrupted") / "ckpt"
+    assert run_child(directory, directory.parent / "x.npz", "kill", 22).returncode == -9
+    return directory
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, interrupted, reference):
+    import shutil
+    directory = tmp_path / "ckpt"
+    shutil.copytree(interrupted, directory)
+    latest = max(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+    for f in (directory / str(latest) / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"\0garbage" * 3)  # corrupt every data file of the newest checkpoint
+    with pytest.warns(UserWarning, match=rf"checkpoint {latest} in .* is unreadable .* falling back"):
+        result = train_ladder(make_ladder(child_config().model, 3), blobs(), child_config(), checkpoint_dir=str(directory))
+    got = [np.asarray(leaf) for leaf in jax.tree.leaves([result.levels, result.plain_epoch_matched.variables])]
+    for a, b in zip(got, reference):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_changed_config_is_refused_naming_the_keys(tmp_path, interrupted):
+    import shutil
+    directory = tmp_path / "ckpt"
+    shutil.copytree(interrupted, directory)
+    changed = child_config()
+    changed.train.learning_rate, changed.guidance.temperature = 1e-3, 2.0
+    changed.checkpoint.every_steps = 7  # checkpoint settings do not change results: not reported
+    with pytest.raises(ConfigError, match=r"config differs from the run in .* in guidance.temperature, "
+                                          r"train.learning_rate; use another workdir, or set "
+                                          r"--config.checkpoint.allow_config_change=True"):
+        train_ladder(make_ladder(changed.model, 3), blobs(), changed, checkpoint_dir=str(directory))
+    changed.checkpoint.allow_config_change = True
+    result = train_ladder(make_ladder(changed.model, 3), blobs(), changed, checkpoint_dir=str(directory))
+    assert len(result.sal) == 3
+
+
+def test_load_a_trained_level_and_predict(tmp_path, reference):
+    config = child_config()
+    data = blobs()
+    result = train_ladder(make_ladder(config.model, 3), data, config, checkpoint_dir=str(tmp_path / "run"))
+    for level in (1, 3):
+        module, variables = load_level(str(tmp_path / "run"), level)
+        assert module == make_ladder(config.model, 3)[level - 1]
+        np.testing.assert_array_equal(predict(module, variables, data.x_test),
+                                      predict(module, result.levels[level - 1], data.x_test))
+    with pytest.raises(ConfigError, match="no checkpoint directory at"):
+        load_level(str(tmp_path / "missing"), 1)
+
+
+def test_load_level_names_unfinished_levels(interrupted):
+    with pytest.raises(ConfigError, match=r"level 3 has not finished training in .* \(finished levels: \[1\]\)"):
+        load_level(str(interrupted), 3)
