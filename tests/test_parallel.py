@@ -1,0 +1,229 @@
+"""One train step from one device to many processes: the same SAL results on every mesh, several
+processes on one machine, checkpoints across topologies, preemption, and the config errors.
+
+This process has one CPU device, so runs on 8 devices happen in subprocesses (tests/parallel_child.py)
+with XLA_FLAGS=--xla_force_host_platform_device_count=8; two processes with 4 devices each stand in for
+two hosts (gloo collectives over 127.0.0.1). The task is a 2-level ladder guided top-down plus the plain
+baseline, one step per epoch, so each history row is one step's loss.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from conftest import blobs
+from parallel_child import child_config
+from sal_jax import parallel
+from sal_jax.data.arrays import batches
+from sal_jax.errors import ConfigError
+from sal_jax.ladder import train_ladder
+from sal_jax.models import make_ladder
+
+ROOT = Path(__file__).resolve().parents[1]
+CHILD = ROOT / "tests" / "parallel_child.py"
+MESHES = [{"data": 1, "fsdp": 1}, {"data": 2, "fsdp": 1}, {"data": 4, "fsdp": 1}, {"data": -1, "fsdp": 1},
+          {"data": 4, "fsdp": 2}]
+ONE, EIGHT, FSDP = 0, 3, 4  # indices into MESHES: 1 device, 8 devices data-parallel, 8 devices 4 x 2 FSDP
+TOLERANCE = 1e-5            # float32: summation order differs between meshes, nothing else does
+TERM_AT = 5                 # SIGTERM after step 5: level 1 is done (4 steps), level 2 is mid-way
+
+
+def child_env(devices: int) -> dict[str, str]:
+    return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+
+
+def run_processes(spec: dict, processes: int, devices: int, expect: int = 0) -> list[dict[str, np.ndarray]]:
+    """Runs the child as `processes` processes of `devices` devices each; returns each one's results."""
+    out = spec["out"]
+    if processes > 1:
+        with socket.socket() as s:  # a free port for the coordinator
+            s.bind(("127.0.0.1", 0))
+            spec = {**spec, "num_processes": processes, "port": s.getsockname()[1]}
+    procs = [subprocess.Popen([sys.executable, str(CHILD), json.dumps({**spec, "process_id": i})], env=child_env(devices),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(processes)]
+    try:
+        errors = [proc.communicate(timeout=300)[1] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, err in zip(procs, errors):
+        assert proc.returncode == expect, err[-3000:]
+    if expect:
+        return errors
+    paths = [out] if processes == 1 else [out.replace(".npz", f".p{i}.npz") for i in range(processes)]
+    return [dict(np.load(path)) for path in paths]
+
+
+def variables(result: dict, run: int = 0) -> list[np.ndarray]:
+    return [result[f"{run}/leaf_{i}"] for i in range(len(result[f"{run}/leaf_run"]))]
+
+
+def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    assert [x.shape for x in a] == [y.shape for y in b]
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+
+def assert_same_run(got: dict, want: dict, got_run: int = 0, want_run: int = 0) -> float:
+    """Same per-step train losses, test losses and final variables within TOLERANCE; returns the
+    largest parameter difference."""
+    for key in ("train_loss", "test_loss"):
+        np.testing.assert_allclose(got[f"{got_run}/{key}"], want[f"{want_run}/{key}"], rtol=0, atol=TOLERANCE)
+    diff = max_diff(variables(got, got_run), variables(want, want_run))
+    assert diff < TOLERANCE
+    return diff
+
+
+@pytest.fixture(scope="module")
+def meshes(tmp_path_factory) -> dict:
+    """The ladder on each of MESHES, in one process with 8 devices."""
+    out = str(tmp_path_factory.mktemp("meshes") / "meshes.npz")
+    (result,) = run_processes({"runs": MESHES, "out": out}, processes=1, devices=8)
+    return result
+
+
+def test_same_losses_and_params_on_1_2_4_8_devices_and_with_fsdp(meshes):
+    diffs = {}
+    for i, mesh in enumerate(MESHES):
+        devices = 8 if mesh["data"] == -1 else mesh["data"] * mesh["fsdp"]
+        assert (meshes[f"{i}/mesh_devices"] == devices).all()       # every variable lives on the whole mesh
+        assert (meshes[f"{i}/compiles"] == 1).all()                 # one train and one eval compile per level
+        assert (meshes[f"{i}/fsdp_split"] > 0) == (mesh["fsdp"] > 1)  # the 64x64 kernels really are split
+        diffs[i] = assert_same_run(meshes, meshes, i, ONE)
+    print(f"max |param difference| vs 1 device: {diffs}")
+    assert meshes[f"{ONE}/train_loss"][1, -1] < 0.75 * meshes[f"{ONE}/train_loss"][1, 0]  # the guided level learns
+
+
+def test_two_processes_match_one_process_with_eight_devices(meshes, tmp_path):
+    first, second = run_processes({"runs": [MESHES[EIGHT]], "out": str(tmp_path / "two.npz")}, processes=2, devices=4)
+    assert (first["0/mesh_devices"] == 8).all() and (first["0/compiles"] == 1).all()
+    for key in first:  # metrics and (gathered) variables are the same on both processes
+        np.testing.assert_array_equal(first[key], second[key])
+    print(f"max |param difference|, 2 processes vs 1: {assert_same_run(first, meshes, 0, EIGHT)}")
+
+
+@pytest.fixture(scope="module")
+def eight_device_checkpoint(tmp_path_factory) -> Path:
+    """A run on 8 devices (4 x 2 FSDP, so the saved arrays are split) stopped by SIGTERM mid-level 2."""
+    directory = tmp_path_factory.mktemp("ckpt8")
+    errors = run_processes({"runs": [MESHES[FSDP]], "out": str(directory / "unused.npz"), "term_at": TERM_AT,
+                            "checkpoint_dir": str(directory / "run")}, processes=1, devices=8, expect=143)
+    assert f"saved after training step {TERM_AT + 1}" in errors[0]
+    return directory / "run"
+
+
+@pytest.mark.parametrize("processes, devices", [(1, 1), (2, 4)])
+def test_checkpoint_from_eight_devices_resumes_on_other_topologies(meshes, eight_device_checkpoint, tmp_path,
+                                                                   processes, devices):
+    directory = tmp_path / "run"
+    shutil.copytree(eight_device_checkpoint, directory)
+    results = run_processes({"runs": [{"data": -1, "fsdp": 1}], "out": str(tmp_path / "resumed.npz"),
+                             "checkpoint_dir": str(directory)}, processes, devices)
+    for result in results:
+        assert (result["0/mesh_devices"] == processes * devices).all()
+        # Level 1 finished before the stop: restored from the sharded arrays bit for bit, on any topology.
+        level_1 = result["0/leaf_run"] == 0
+        for got, want, first in zip(variables(result), variables(meshes, FSDP), level_1):
+            if first:
+                np.testing.assert_array_equal(got, want)
+        # Steps 1-6 ran on 4 x 2 devices, the rest here: within float rounding of either uninterrupted run.
+        print(f"max |param difference|, resumed on {processes} x {devices}: vs uninterrupted 4x2 "
+              f"{assert_same_run(result, meshes, 0, FSDP)}, vs 1 device {assert_same_run(result, meshes, 0, ONE)}")
+
+
+def test_sigterm_to_one_process_stops_all_at_the_same_step_then_resumes_on_one_device(meshes, tmp_path):
+    directory = str(tmp_path / "run")
+    errors = run_processes({"runs": [MESHES[FSDP]], "out": str(tmp_path / "unused.npz"), "term_at": TERM_AT,
+                            "checkpoint_dir": directory}, processes=2, devices=4, expect=143)
+    # Only process 0 got the signal. JAX's preemption service picks the sync step asynchronously (the first
+    # step no process has reached when it hears of the signal), so it may be any step after TERM_AT, but it
+    # must be the same on every process.
+    stopped = [re.search(r"preempted \(SIGTERM\): saved after training step (\d+)", err) for err in errors]
+    assert all(stopped), errors
+    steps = {int(match.group(1)) for match in stopped}
+    assert len(steps) == 1 and min(steps) > TERM_AT, steps
+    (result,) = run_processes({"runs": [{"data": -1, "fsdp": 1}], "out": str(tmp_path / "resumed.npz"),
+                               "checkpoint_dir": directory}, processes=1, devices=1)
+    assert_same_run(result, meshes, 0, ONE)
+
+
+# -- the rule, the batches and the errors, in this (1-device) process ------------------------------
+def test_fsdp_rule_splits_the_largest_divisible_axis_of_big_arrays():
+    assert parallel.partition_spec((64, 64), 4) == P("fsdp", None)       # ties: the first axis
+    assert parallel.partition_spec((32, 96), 4) == P(None, "fsdp")
+    assert parallel.partition_spec((3, 3, 64, 128), 8) == P(None, None, None, "fsdp")
+    assert parallel.partition_spec((30, 100), 4) == P(None, "fsdp")      # 30 is not divisible by 4
+    assert parallel.partition_spec((8, 64), 4) == P()                    # small: replicated
+    assert parallel.partition_spec((33, 99), 4) == P()                   # nothing divisible: replicated
+    assert parallel.partition_spec((64, 64), 1) == P()
+
+
+def test_a_process_gathers_only_its_rows_of_each_global_batch():
+    data = blobs()
+    order = np.random.default_rng(0).permutation(len(data.x_test))
+    rows = np.array([2, 3, 30, 31])  # e.g. its devices' shares; the last batch of 60 is padded at 28..31
+    whole = list(batches(data.x_test, data.y_test, 32, order))
+    share = list(batches(data.x_test, data.y_test, 32, order, rows=rows))
+    assert len(whole) == len(share) == 2
+    for a, b in zip(whole, share):
+        for key in ("x", "y", "weight"):
+            np.testing.assert_array_equal(a[key][rows], b[key])
+    assert list(share[1]["weight"]) == [1, 1, 0, 0]
+    sharding = parallel.step_shardings(parallel.make_mesh(child_config().parallel), {}).batch
+    assert list(parallel.process_rows(sharding, 32)) == list(range(32))  # one process: every row
+
+
+def test_mesh_errors_name_the_field():
+    def shape(data, fsdp, devices=8, processes=1):
+        config = child_config(data, fsdp).parallel
+        return parallel.mesh_shape(config, devices, processes)
+
+    assert shape(-1, 1) == (8, 1) and shape(-1, 4) == (2, 4) and shape(2, 2) == (2, 2)
+    with pytest.raises(ConfigError, match=r"^config.parallel.fsdp: 3 does not divide the 8 available devices$"):
+        shape(-1, 3)
+    with pytest.raises(ConfigError, match=r"^config.parallel.data: a mesh of data=4 x fsdp=4 = 16 devices is larger "
+                                          r"than the 8 available$"):
+        shape(4, 4)
+    with pytest.raises(ConfigError, match=r"^config.parallel.data: with 2 processes the mesh must use all 8 devices"):
+        shape(2, 2, processes=2)
+    with pytest.raises(ConfigError, match=r"^config.parallel.fsdp: must be a positive integer, got 0$"):
+        shape(-1, 0)
+    with pytest.raises(ConfigError, match=r"^config.train.batch_size: 100 is not divisible by the 8 devices of the "
+                                          r"mesh \(config.parallel.data=4 x config.parallel.fsdp=2\)$"):
+        parallel.check_batch_size(100, 4, 2)
+    parallel.check_batch_size(96, 4, 2)
+
+
+def test_a_mesh_larger_than_this_machine_stops_before_training(data, config):
+    config.parallel.data = 2  # this process has one device
+    with pytest.raises(ConfigError, match=r"config.parallel.data: a mesh of data=2 x fsdp=1 = 2 devices is larger"):
+        train_ladder(make_ladder(config.model, data.num_classes), data, config)
+
+
+def test_process_fields_are_checked_and_one_process_needs_no_coordinator():
+    config = child_config().parallel
+    config.num_processes = 1
+    assert parallel.initialize_distributed(config) is False  # never touches jax.distributed
+    config.num_processes, config.process_id = 2, 2
+    with pytest.raises(ConfigError, match=r"^config.parallel.process_id: must be -1 \(detect\) or in \[0, num_processes\)"):
+        parallel.initialize_distributed(config)
+
+
+def test_cli_joins_no_cluster_and_reports_a_bad_mesh_in_one_line(tmp_path):
+    """The command line calls initialize_distributed first (no cluster here: a single process), then
+    validates the mesh against the devices before training."""
+    out = subprocess.run([sys.executable, "-m", "sal_jax.main", "--config=experiments/configs/digits_mlp.py",
+                          "--noprogress", "--config.parallel.data=4", f"--workdir={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=child_env(1))
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == ("error: config.parallel.data: a mesh of data=4 x fsdp=1 = 4 "
+                                                   "devices is larger than the 1 available")
+    assert "Traceback" not in out.stderr
