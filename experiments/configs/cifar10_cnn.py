@@ -1,0 +1,29 @@
+"""Experiment 3 — CIFAR-10, small CNN ladder (1, 2, 3 conv blocks of 16, 32, 64 channels, BatchNorm).
+
+SAL vs plain (epoch- and time-matched) and both ablations, 3 seeds, at 500 and 1,000 training examples
+per class (sizes one CPU core trains in about 10 minutes per seed); test on all 10,000 test images. This CIFAR-10 copy is a JPEG
+re-encoding (see ../shared/datasets/README.md), so absolute accuracies are not comparable to papers.
+
+Command:
+    sal-jax --config=experiments/configs/cifar10_cnn.py --workdir=experiments/results/cifar10_cnn
+Run time on 2 CPU cores: about 55 minutes (one core). `--config.quick=True`: one small cell, about a minute.
+"""
+from sal_jax.config import default_config
+
+
+def get_config():
+    config = default_config()
+    config.data.name = "cifar10"
+    config.num_seeds = 3
+    config.ablations = True
+    config.model.family = "cnn"
+    config.model.levels = (1, 2, 3)
+    config.model.channels = (16, 32, 64)
+    config.model.batch_norm = True
+    config.train.batch_size = 64
+    config.train.eval_every = 2
+    config.sweep.per_class = (500, 1000)
+    config.sweep.epochs = (10, 4)
+    config.quick_overrides = (("sweep.per_class", (20,)), ("sweep.epochs", (2,)), ("num_seeds", 2),
+                              ("model.levels", (1, 2)), ("model.channels", (8, 16)))
+    return config

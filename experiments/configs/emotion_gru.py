@@ -1,0 +1,23 @@
+"""Experiment 4b — CARER emotion (6 classes) with the GRU ladder of text_gru.py (1, 2, 3 layers of 64).
+
+SAL vs plain (epoch- and time-matched) and both ablations, 3 seeds, at 80 and 300 training tweets per
+class (the full 16,000 would take about 45 minutes on one core); test on all 2,000 test tweets.
+
+Command:
+    sal-jax --config=experiments/configs/emotion_gru.py --config.data.data_dir=../shared/datasets \\
+        --workdir=experiments/results/emotion_gru
+Run time on 2 CPU cores: about 12 minutes (one core). `--config.quick=True`: under a minute.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import text_gru  # noqa: E402
+
+
+def get_config():
+    config = text_gru.get_config()
+    config.data.name = "emotion"
+    config.sweep.per_class = (80, 300)
+    config.sweep.epochs = (30, 10)
+    return config
