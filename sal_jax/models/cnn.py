@@ -30,10 +30,20 @@ class CNN(nn.Module):
                 h = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn_{i}")(h)
             h = nn.relu(h)
             if h.shape[1] > 1 and h.shape[2] > 1:
-                h = nn.max_pool(h, (2, 2), strides=(2, 2))
+                h = max_pool_2x2(h)
             features.append(h)
         h = h.mean(axis=(1, 2))
         return nn.Dense(self.num_classes, name="head")(h), tuple(features)
+
+
+def max_pool_2x2(h: jax.Array) -> jax.Array:
+    """2x2 max-pooling with stride 2 (odd rows/columns dropped, as VALID padding does), as a max over a
+    reshape. Same values and gradients as `nn.max_pool(h, (2, 2), strides=(2, 2))`, but XLA on CPU runs
+    the reduce_window's gradient (select_and_scatter) slowly: this halves a small CNN's train step there
+    (BENCHMARKS.md)."""
+    b, height, width, c = h.shape
+    h = h[:, : height // 2 * 2, : width // 2 * 2]
+    return h.reshape(b, height // 2, 2, width // 2, 2, c).max(axis=(2, 4))
 
 
 def cnn_ladder(blocks: Sequence[int], channels: Sequence[int], num_classes: int, batch_norm: bool) -> list[CNN]:

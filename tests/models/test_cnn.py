@@ -1,8 +1,12 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from sal_jax.config import default_config
 from sal_jax.models import CNN, make_ladder
+from sal_jax.models.cnn import max_pool_2x2
 
 
 def test_blocks_halve_space_and_grow_channels():
@@ -36,3 +40,14 @@ def test_ladder_from_config_uses_a_prefix_of_the_channels():
     config = default_config().model
     config.family, config.levels, config.channels, config.batch_norm = "cnn", (1, 2, 3), (8, 16, 32), False
     assert [m.channels for m in make_ladder(config, 10)] == [(8,), (8, 16), (8, 16, 32)]
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 7, 5, 4), (1, 2, 2, 1)])
+def test_reshape_max_pool_matches_flax_max_pool_in_values_and_gradients(shape):
+    x = jax.random.normal(jax.random.key(0), shape)  # no ties: both gradients pick the same element
+    cotangent = jax.random.normal(jax.random.key(1), (shape[0], shape[1] // 2, shape[2] // 2, shape[3]))
+    flax_pool = lambda h: nn.max_pool(h, (2, 2), strides=(2, 2))
+    for pool in (jax.jit(max_pool_2x2), max_pool_2x2):
+        np.testing.assert_array_equal(pool(x), flax_pool(x))
+        grad = jax.vjp(pool, x)[1](cotangent)[0]
+        np.testing.assert_array_equal(grad, jax.vjp(flax_pool, x)[1](cotangent)[0])
