@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from sal_jax import parallel
+from sal_jax.config import default_config
 from sal_jax.errors import ConfigError
 
 # Config keys that do not change a ladder run's results: they may differ between a run and its
@@ -65,9 +66,14 @@ def flat_config(config: ml_collections.ConfigDict | dict, prefix: str = "") -> d
 
 
 def config_differences(saved: dict[str, Any], current: ml_collections.ConfigDict) -> list[str]:
+    """Keys whose values differ between a checkpoint's config and the current one, result-neutral keys
+    aside. A key the checkpoint lacks (added to the library after it was written) counts only when the
+    current value is not the library default: a new key's default keeps the old behaviour."""
     old, new = flat_config(saved), flat_config(current)
+    defaults = flat_config(default_config())
     return sorted(k for k in old.keys() | new.keys()
-                  if old.get(k) != new.get(k) and not k.startswith(RESULT_NEUTRAL))
+                  if old.get(k) != new.get(k) and not k.startswith(RESULT_NEUTRAL)
+                  and not (k not in old and k in defaults and new[k] == defaults[k]))
 
 
 class RunCheckpointer:

@@ -11,7 +11,7 @@ import pytest
 
 from checkpoint_child import child_config
 from conftest import blobs
-from sal_jax.checkpoint import load_level
+from sal_jax.checkpoint import config_differences, flat_config, load_level
 from sal_jax.errors import ConfigError
 from sal_jax.ladder import train_ladder
 from sal_jax.levels import predict
@@ -107,6 +107,17 @@ def test_a_changed_config_is_refused_naming_the_keys(tmp_path, interrupted):
     changed.checkpoint.allow_config_change = True
     result = train_ladder(make_ladder(changed.model, 3), blobs(), changed, checkpoint_dir=str(directory))
     assert len(result.sal) == 3
+
+
+def test_a_key_added_after_the_checkpoint_counts_only_when_not_at_its_default():
+    saved = flat_config(child_config())
+    del saved["guidance.cache_teacher"]  # as in a checkpoint written before the key existed
+    assert config_differences(saved, child_config()) == []
+    changed = child_config()
+    changed.guidance.cache_teacher = False
+    assert config_differences(saved, changed) == ["guidance.cache_teacher"]
+    changed.train.epochs += 1
+    assert config_differences(saved, changed) == ["guidance.cache_teacher", "train.epochs"]
 
 
 def test_load_a_trained_level_and_predict(tmp_path, reference):
