@@ -66,7 +66,7 @@ def evaluate(eval_step, state: TrainState, teacher_variables: Variables | None, 
     sums = None
     for batch in parallel.global_batches(x, y, batch_size, sharding):
         out = eval_step(state, teacher_variables, batch)
-        sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+        sums = out if sums is None else add_metrics(sums, out)
     sums = jax.device_get(sums)
     count = sums.pop("count")
     return {k: float(v / count) for k, v in sums.items()}
