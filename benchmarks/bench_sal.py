@@ -1,6 +1,6 @@
 """Benchmark (not a test): what SAL's guidance, the training loop and the ladder cost, and JAX vs PyTorch.
 
-    python benchmarks/bench_sal.py [--families=mlp,cnn,rnn] [--torch] [--repeats=5]
+    python benchmarks/bench_sal.py [--families=mlp,cnn,rnn,rnn_unpadded] [--torch] [--repeats=5]
 
 Every number is a ratio of two measurements taken in the same run, interleaved (A B A B ...) and
 summarised by the median, because these machines are noisy. Prints a markdown report. The training
@@ -8,13 +8,11 @@ loop uses the teacher cache (the default without augmentation), so it is compare
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import resource
-import statistics
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 from absl import app, flags
 import jax
@@ -22,109 +20,41 @@ import ml_collections
 import numpy as np
 import optax
 
-from sal_jax.config import default_config
+from common import Setup, bench_config, dataset, device_batches, interleaved, setups, step_timer, xla_cost
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.guidance import make_guidance
 from sal_jax.ladder import train_ladder, train_level
-from sal_jax.models import CNN, MLP, RNN
 from sal_jax.step import init_state, make_train_step
 from sal_jax.teacher_cache import teacher_cache
 
-_FAMILIES = flags.DEFINE_list("families", ["mlp", "cnn", "rnn"], "Level families to measure.")
+_FAMILIES = flags.DEFINE_list("families", ["mlp", "cnn", "rnn", "rnn_unpadded"], "Level families to measure.")
 _TORCH = flags.DEFINE_bool("torch", False, "Also measure the PyTorch eager reference (needs torch).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repetitions per measurement.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed repetition.")
-
-
-@dataclasses.dataclass(frozen=True)
-class Setup:
-    """A teacher/student pair at a realistic batch size, and a synthetic dataset shaped for it."""
-
-    name: str
-    teacher: Any
-    student: Any
-    ladder: tuple
-    batch: int
-    make_x: Callable[[np.random.Generator, int], np.ndarray]
-    classes: int = 10
-
-
-def setups() -> dict[str, Setup]:
-    images = lambda shape: (lambda rng, n: rng.normal(size=(n, *shape)).astype(np.float32))
-    tokens = lambda rng, n: np.where(np.arange(32) < rng.integers(4, 33, (n, 1)),
-                                     rng.integers(2, 5000, (n, 32)), 0).astype(np.int32)
-    return {
-        "mlp": Setup("MLP 4x256 -> 8x256, 784 inputs", MLP(4, 256, 10), MLP(8, 256, 10),
-                     (MLP(2, 256, 10), MLP(4, 256, 10), MLP(8, 256, 10)), 128, images((784,))),
-        "cnn": Setup("CNN (16,32) -> (16,32,64) + BatchNorm, 32x32x3", CNN((16, 32), 10), CNN((16, 32, 64), 10),
-                     (CNN((16,), 10), CNN((16, 32), 10), CNN((16, 32, 64), 10)), 128, images((32, 32, 3))),
-        "rnn": Setup("GRU 1x128 -> 2x128, 32 tokens, vocab 5000", RNN(1, 128, 5000, 6), RNN(2, 128, 5000, 6),
-                     (RNN(1, 128, 5000, 6), RNN(2, 128, 5000, 6), RNN(3, 128, 5000, 6)), 128, tokens, 6),
-    }
-
-
-def interleaved(fns: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
-    """Median seconds of each fn, run in turn A B A B ..., after one warm-up call each."""
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            times[k].append(fn())
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def step_timer(step, state, teacher_vars, batches, steps):
-    """A closure timing `steps` calls of a jitted step (state threaded, donated), per step."""
-    holder = [state]
-
-    def run() -> float:
-        start = time.perf_counter()
-        s = holder[0]
-        for i in range(steps):
-            s, _ = step(s, teacher_vars, batches[i % len(batches)])
-        jax.block_until_ready(s)
-        holder[0] = s
-        return (time.perf_counter() - start) / steps
-    return run
-
-
-def dataset(setup: Setup, n: int) -> ArrayDataset:
-    rng = np.random.default_rng(0)
-    x, y = setup.make_x(rng, n), rng.integers(0, setup.classes, n).astype(np.int32)
-    return ArrayDataset("synthetic", x, y, x[: setup.batch * 2], y[: setup.batch * 2], setup.classes,
-                        vocab_size=5000 if x.dtype == np.int32 else None)
-
-
-def bench_config(setup: Setup) -> ml_collections.ConfigDict:
-    config = default_config()
-    config.train.batch_size = setup.batch
-    config.train.epochs = 2
-    config.train.eval_every = 100  # evaluation only at the end: the loop, not evaluation, is measured
-    config.baselines.time_matched = False
-    return config
+_STEPS = flags.DEFINE_integer("steps", 0, "Steps per timed repetition; 0 = the family's own (~0.3 s).")
 
 
 def measure_family(family: str, setup: Setup, repeats: int, steps: int, with_torch: bool) -> dict[str, Any]:
     config = bench_config(setup)
     data = dataset(setup, setup.batch * 16)
-    batches = [jax.device_put({"x": data.x_train[i * setup.batch:(i + 1) * setup.batch],
-                               "y": data.y_train[i * setup.batch:(i + 1) * setup.batch],
-                               "weight": np.ones(setup.batch, np.float32)}) for i in range(4)]
+    batches = device_batches(setup, data)
     x0 = batches[0]["x"]
     tx = optax.adam(1e-3)
     teacher_vars = dict(setup.teacher.init(jax.random.key(1), x0))
     guidance = make_guidance(setup.student, setup.teacher, x0, config.guidance, 1000)
-    guided_step = make_train_step(setup.student, tx, guidance)
-    plain_step = make_train_step(setup.student, tx)
-    guided_state = init_state(setup.student, tx, jax.random.key(0), x0, guidance)
-    plain_state = init_state(setup.student, tx, jax.random.key(0), x0)
-    cached_state = init_state(setup.student, tx, jax.random.key(0), x0, guidance)
     cached_batches = [{**b, **jax.device_put(teacher_cache(guidance, teacher_vars, np.asarray(b["x"]), setup.batch))}
                       for b in batches]
-    timers = {"guided step": step_timer(guided_step, guided_state, teacher_vars, batches, steps),
-              "guided step, cached teacher": step_timer(guided_step, cached_state, teacher_vars, cached_batches, steps),
-              "plain step": step_timer(plain_step, plain_state, None, batches, steps)}
+    # (guidance, batches) of each step variant; the two single-term ones show where the cached overhead goes.
+    variants = {"guided step": (guidance, batches), "guided step, cached teacher": (guidance, cached_batches),
+                "cached, hidden term only": (one_term(setup, config, x0, "output_weight"), cached_batches),
+                "cached, output term only": (one_term(setup, config, x0, "hidden_weight"), cached_batches),
+                "plain step": (None, batches)}
+    timers, costs = {}, {}
+    for name, (g, bs) in variants.items():
+        step = make_train_step(setup.student, tx, g)
+        state = init_state(setup.student, tx, jax.random.key(0), x0, g)
+        teacher = teacher_vars if g is not None else None
+        costs[name] = xla_cost(step, state, teacher, bs[0])
+        timers[name] = step_timer(step, state, teacher, bs, steps)
 
     def loop() -> float:  # one real epoch of train_level (input pipeline, transfers, metrics, cache included)
         run = train_level(setup.student, data, config, level=2, epochs=2, teacher=setup.teacher,
@@ -134,19 +64,25 @@ def measure_family(family: str, setup: Setup, repeats: int, steps: int, with_tor
     timers["training loop (per step)"] = loop
 
     if with_torch:
-        sys.path.insert(0, os.path.dirname(__file__))
         import torch_sal  # optional: only the benchmark needs torch
         host = [(np.asarray(b["x"]), np.asarray(b["y"])) for b in batches]
         timers["PyTorch eager guided step"] = torch_sal.step_timer(family, host, steps)
     t = interleaved(timers, repeats)
 
     ladder = train_ladder(list(setup.ladder), data, config)
-    out = {"name": setup.name, "batch": setup.batch, "times": t, "compiles": loop.compiles,
+    out = {"name": setup.name, "batch": setup.batch, "times": t, "costs": costs, "compiles": loop.compiles,
            "ladder_ratio": ladder.sal_train_time / ladder.plain_epoch_matched.train_time,
            "ladder_compiles": [run.compiles for run in ladder.sal]}
     # Measured on the MLP only: its steps are the shortest, so a save costs it the largest fraction.
     out["checkpoint_ratio"] = checkpoint_overhead(setup, data, config, repeats) if family == "mlp" else None
     return out
+
+
+def one_term(setup: Setup, config: ml_collections.ConfigDict, x0: jax.Array, zero: str):
+    """The benchmark's guidance with one of its two terms switched off (`zero` = its weight's key)."""
+    guidance_config = config.guidance.copy_and_resolve_references()
+    guidance_config[zero] = 0.0
+    return make_guidance(setup.student, setup.teacher, x0, guidance_config, 1000)
 
 
 def checkpoint_overhead(setup: Setup, data: ArrayDataset, config: ml_collections.ConfigDict, repeats: int) -> float:
@@ -191,6 +127,21 @@ def report(results: dict[str, dict[str, Any]]) -> str:
         if "PyTorch eager guided step" in t:
             row.append(f"{t['PyTorch eager guided step'] / t['guided step']:.2f}")
         lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n\n" + profile(results)
+
+
+def profile(results: dict[str, dict[str, Any]]) -> str:
+    """Where the guided step's extra time goes: each step variant's time, and XLA's count of its work,
+    both relative to the plain step."""
+    names = [k for k in next(iter(results.values()))["costs"] if k != "plain step"]
+    lines = ["| family | step | time / plain | XLA GFLOP (/ plain) | XLA MB accessed (/ plain) |",
+             "| --- | --- | --- | --- | --- |"]
+    for fam, r in results.items():
+        t, c, p = r["times"], r["costs"], r["costs"]["plain step"]
+        lines.append(f"| {fam} | plain step | 1.000 | {p['gflop']:.3f} | {p['mb']:.1f} |")
+        for name in names:
+            lines.append(f"| {fam} | {name} | {t[name] / t['plain step']:.3f} | {c[name]['gflop']:.3f} "
+                         f"({c[name]['gflop'] / p['gflop']:.3f}) | {c[name]['mb']:.1f} ({c[name]['mb'] / p['mb']:.3f}) |")
     return "\n".join(lines)
 
 
@@ -200,7 +151,8 @@ def main(argv):
     results = {}
     for fam in _FAMILIES.value:
         start = time.perf_counter()
-        results[fam] = measure_family(fam, catalogue[fam], _REPEATS.value, _STEPS.value, _TORCH.value)
+        setup = catalogue[fam]
+        results[fam] = measure_family(fam, setup, _REPEATS.value, _STEPS.value or setup.timed_steps, _TORCH.value)
         print(f"{fam}: measured in {time.perf_counter() - start:.0f} s; median seconds per step "
               + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in results[fam]["times"].items()), file=sys.stderr)
     print(report(results))

@@ -121,20 +121,36 @@ def build_pair(family: str):
         return MLP(784, 4, 256, 10), MLP(784, 8, 256, 10)
     if family == "cnn":
         return CNN(3, (16, 32), 10), CNN(3, (16, 32, 64), 10)
-    if family == "rnn":
+    if family in ("rnn", "rnn_unpadded"):
         return RNN(5000, 64, 1, 128, 6), RNN(5000, 64, 2, 128, 6)
     raise ValueError(family)
 
 
-def step_timer(family: str, batches: list[tuple], steps: int):
-    """A closure timing `steps` eager SAL steps, per step, on the given (x, y) NumPy batches."""
+def make_plain_step(student: nn.Module, lr: float = 1e-3):
+    """One plain (cross-entropy only) training step, for profiling the student alone."""
+    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
+    student.train()
+
+    def step(x, y):
+        loss = F.cross_entropy(student(x)[0], y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def step_timer(family: str, batches: list[tuple], steps: int, guided: bool = True):
+    """A closure timing `steps` eager SAL steps (plain steps if not `guided`), per step, on the given
+    (x, y) NumPy batches."""
     import os
     import time
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # the cores JAX may use too
     teacher, student = build_pair(family)
     data = [(torch.from_numpy(x), torch.from_numpy(y).long()) for x, y in batches]
-    step = make_sal_step(student, teacher, data[0][0])
+    step = make_sal_step(student, teacher, data[0][0]) if guided else make_plain_step(student)
 
     def run() -> float:
         start = time.perf_counter()
