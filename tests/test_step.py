@@ -10,6 +10,7 @@ import pytest
 from sal_jax.config import default_config
 from sal_jax.guidance import Guidance, make_guidance
 from sal_jax.models import CNN, MLP
+from sal_jax.projection import Projection
 from sal_jax.step import init_state, level_variables, loss_terms, make_eval_step, make_train_step
 
 
@@ -158,3 +159,17 @@ def test_one_compilation_per_level_for_train_and_eval(mlp_batch):
         state, _ = train_step(state, teacher_vars, batch)
         eval_step(state, teacher_vars, batch)
     assert train_step._cache_size() == 1 and eval_step._cache_size() == 1
+
+
+@pytest.mark.parametrize("student_shape, target", [((4, 4, 8), (8, 8, 3)), ((8, 8, 2), (4, 4, 5))])
+def test_projection_is_resize_then_channel_map_in_either_order(student_shape, target):
+    """Upsampling maps channels first (cheaper); downsampling resizes first. Either way the result is
+    the FitNets regressor W·resize(h) + b."""
+    h = jax.random.normal(jax.random.key(0), (3, *student_shape))
+    projection = Projection(target)
+    params = projection.init(jax.random.key(1), h)["params"]
+    kernel, bias = params["linear"]["kernel"], params["linear"]["bias"]
+    bias = bias + 0.5  # a nonzero bias: resizing must carry it unchanged
+    got = projection.apply({"params": {"linear": {"kernel": kernel, "bias": bias}}}, h)
+    resized = jax.image.resize(h, (3, *target[:-1], student_shape[-1]), method="linear")
+    np.testing.assert_allclose(got, resized @ kernel + bias, rtol=1e-5, atol=1e-5)
