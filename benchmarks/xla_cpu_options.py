@@ -38,7 +38,6 @@ _STEPS = flags.DEFINE_integer("steps", 0, "Steps per timed repetition; 0 = the f
 _WORKER = flags.DEFINE_string("worker", "", "Internal: run as a worker ('jax' or 'torch') for --families[0].")
 
 
-
 def jax_worker(family: str, steps: int) -> None:
     """Compiles the guided and plain steps, then answers 'guided'/'plain' lines with seconds per step."""
     import jax
