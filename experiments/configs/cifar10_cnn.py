@@ -6,7 +6,7 @@ CIFAR-10 copy is a JPEG re-encoding (see ../shared/datasets/README.md), so absol
 
 Command:
     sal-jax --config=experiments/configs/cifar10_cnn.py --workdir=experiments/results/cifar10_cnn
-Run time: 21 minutes on one core of the 2-core machine (TFDS_DATA_DIR pointing at the prepared data).
+Run time on 2 CPU cores: 21 minutes, pinned to one of them (TFDS_DATA_DIR pointing at the prepared data).
 `--config.quick=True`: one small cell, about a minute.
 """
 from sal_jax.config import default_config
