@@ -20,11 +20,11 @@ import ml_collections
 import numpy as np
 import optax
 
-from common import Setup, bench_config, dataset, device_batches, interleaved, setups, step_timer, xla_cost
+from common import (Setup, bench_config, dataset, device_batches, host_batches, interleaved, setups, step_timer,
+                    step_variant, xla_cost)
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.guidance import make_guidance
 from sal_jax.ladder import train_ladder, train_level
-from sal_jax.step import init_state, make_train_step
 from sal_jax.teacher_cache import teacher_cache
 
 _FAMILIES = flags.DEFINE_list("families", ["mlp", "cnn", "rnn", "rnn_unpadded"], "Level families to measure.")
@@ -50,9 +50,7 @@ def measure_family(family: str, setup: Setup, repeats: int, steps: int, with_tor
                 "plain step": (None, batches)}
     timers, costs = {}, {}
     for name, (g, bs) in variants.items():
-        step = make_train_step(setup.student, tx, g)
-        state = init_state(setup.student, tx, jax.random.key(0), x0, g)
-        teacher = teacher_vars if g is not None else None
+        step, state, teacher = step_variant(setup, tx, g, teacher_vars, x0)
         costs[name] = xla_cost(step, state, teacher, bs[0])
         timers[name] = step_timer(step, state, teacher, bs, steps)
 
@@ -65,8 +63,7 @@ def measure_family(family: str, setup: Setup, repeats: int, steps: int, with_tor
 
     if with_torch:
         import torch_sal  # optional: only the benchmark needs torch
-        host = [(np.asarray(b["x"]), np.asarray(b["y"])) for b in batches]
-        timers["PyTorch eager guided step"] = torch_sal.step_timer(family, host, steps)
+        timers["PyTorch eager guided step"] = torch_sal.step_timer(family, host_batches(batches), steps)
     t = interleaved(timers, repeats)
 
     ladder = train_ladder(list(setup.ladder), data, config)

@@ -81,17 +81,14 @@ def whole_steps(calls: int) -> dict[str, Callable[[], float]]:
     import optax
 
     import torch_sal
-    from common import dataset, device_batches, setups, step_timer
-    from sal_jax.step import init_state, make_train_step
+    from common import dataset, device_batches, host_batches, setups, step_timer, step_variant
 
     setup = setups()["cnn"]
     data = dataset(setup, setup.batch * 4)
     batches = device_batches(setup, data)
     tx = optax.adam(1e-3)
-    state = init_state(setup.student, tx, jax.random.key(0), batches[0]["x"])
-    jax_step = step_timer(make_train_step(setup.student, tx), state, None, batches, calls)
-    torch_step = torch_sal.step_timer("cnn", [(np.asarray(b["x"]), np.asarray(b["y"])) for b in batches], calls,
-                                      guided=False)
+    jax_step = step_timer(*step_variant(setup, tx, None, None, batches[0]["x"]), batches, calls)
+    torch_step = torch_sal.step_timer("cnn", host_batches(batches), calls, guided=False)
     return {"JAX NHWC f32": jax_step, "PyTorch eager": torch_step}
 
 

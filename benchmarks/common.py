@@ -14,7 +14,9 @@ import numpy as np
 
 from sal_jax.config import default_config
 from sal_jax.data.arrays import ArrayDataset
+from sal_jax.guidance import Guidance
 from sal_jax.models import CNN, MLP, RNN
+from sal_jax.step import TrainState, init_state, make_train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +98,20 @@ def device_batches(setup: Setup, data: ArrayDataset, count: int = 4) -> list[dic
     b = setup.batch
     return [jax.device_put({"x": data.x_train[i * b:(i + 1) * b], "y": data.y_train[i * b:(i + 1) * b],
                             "weight": np.ones(b, np.float32)}) for i in range(count)]
+
+
+def host_batches(batches: list[dict[str, jax.Array]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The same batches as (x, y) NumPy pairs, for the PyTorch reference."""
+    return [(np.asarray(b["x"]), np.asarray(b["y"])) for b in batches]
+
+
+def step_variant(setup: Setup, tx: Any, guidance: Guidance | None, teacher_vars: Any, x0: jax.Array
+                 ) -> tuple[Callable, TrainState, Any]:
+    """The student's jitted train step under `guidance` (None = plain), a fresh state for it, and the
+    teacher variables it takes (None when plain)."""
+    step = make_train_step(setup.student, tx, guidance)
+    state = init_state(setup.student, tx, jax.random.key(0), x0, guidance)
+    return step, state, (teacher_vars if guidance is not None else None)
 
 
 def xla_cost(step: Callable, *args: Any) -> dict[str, float]:

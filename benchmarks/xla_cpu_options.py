@@ -43,9 +43,8 @@ def jax_worker(family: str, steps: int) -> None:
     import jax
     import optax
 
-    from common import bench_config, dataset, device_batches, setups, step_timer
+    from common import bench_config, dataset, device_batches, setups, step_timer, step_variant
     from sal_jax.guidance import make_guidance
-    from sal_jax.step import init_state, make_train_step
 
     setup = setups()[family]
     steps = steps or setup.timed_steps
@@ -54,11 +53,10 @@ def jax_worker(family: str, steps: int) -> None:
     x0, tx = batches[0]["x"], optax.adam(1e-3)
     teacher_vars = dict(setup.teacher.init(jax.random.key(1), x0))
     guidance = make_guidance(setup.student, setup.teacher, x0, bench_config(setup).guidance, 1000)
-    guided, plain = make_train_step(setup.student, tx, guidance), make_train_step(setup.student, tx)
-    _, metrics = guided(init_state(setup.student, tx, jax.random.key(0), x0, guidance), teacher_vars, batches[0])
-    timers = {"guided": step_timer(guided, init_state(setup.student, tx, jax.random.key(0), x0, guidance),
-                                   teacher_vars, batches, steps),
-              "plain": step_timer(plain, init_state(setup.student, tx, jax.random.key(0), x0), None, batches, steps)}
+    step, state, teacher = step_variant(setup, tx, guidance, teacher_vars, x0)
+    _, metrics = step(state, teacher, batches[0])  # the first guided step's loss, from the initial state
+    timers = {name: step_timer(*step_variant(setup, tx, g, teacher_vars, x0), batches, steps)
+              for name, g in (("guided", guidance), ("plain", None))}
     for timer in timers.values():
         timer()  # compile and warm up before the parent starts timing
     print(json.dumps({"ready": True, "first_loss": float(metrics["loss"])}), flush=True)
@@ -67,14 +65,11 @@ def jax_worker(family: str, steps: int) -> None:
 
 def torch_worker(family: str, steps: int) -> None:
     import torch_sal
-    from common import dataset, setups
+    from common import dataset, device_batches, host_batches, setups
 
     setup = setups()[family]
     steps = steps or setup.timed_steps
-    data = dataset(setup, setup.batch * 4)
-    host = [(data.x_train[i * setup.batch:(i + 1) * setup.batch], data.y_train[i * setup.batch:(i + 1) * setup.batch])
-            for i in range(4)]
-    timer = torch_sal.step_timer(family, host, steps)
+    timer = torch_sal.step_timer(family, host_batches(device_batches(setup, dataset(setup, setup.batch * 4))), steps)
     timer()
     print(json.dumps({"ready": True, "first_loss": float("nan")}), flush=True)
     serve({"guided": timer})

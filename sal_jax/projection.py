@@ -30,18 +30,18 @@ class Projection(nn.Module):
         if h.ndim != len(self.target) + 1:
             raise ConfigError(f"config.guidance: cannot project a student feature of shape {h.shape[1:]} "
                               f"onto a teacher feature of shape {self.target}")
-        resize = h.shape[1:-1] != self.target[:-1]
-        channel_map = nn.Dense(self.target[-1], name="linear") if h.shape[-1] != self.target[-1] else None
-        # Both maps are linear and commute (resizing keeps constants, so the bias too): apply the channel
-        # map at the coarser resolution. A deeper student's maps are smaller than its teacher's, so this
-        # maps before upsampling, on a quarter of the positions per halving.
-        map_first = channel_map is not None and math.prod(h.shape[1:-1]) < math.prod(self.target[:-1])
-        if map_first:
-            h = channel_map(h)
-        if resize:
+        map_channels = (nn.Dense(self.target[-1], name="linear") if h.shape[-1] != self.target[-1]
+                        else lambda features: features)
+        # Both maps are linear and commute (resizing keeps constants, so the bias too): map the channels at
+        # the coarser resolution. A deeper student's maps are smaller than its teacher's, so this maps
+        # before upsampling, on a quarter of the positions per halving.
+        upsampling = math.prod(h.shape[1:-1]) < math.prod(self.target[:-1])
+        if upsampling:
+            h = map_channels(h)
+        if h.shape[1:-1] != self.target[:-1]:
             h = jax.image.resize(h, (h.shape[0], *self.target[:-1], h.shape[-1]), method="linear")
-        if channel_map is not None and not map_first:
-            h = channel_map(h)
+        if not upsampling:
+            h = map_channels(h)
         return h
 
 
