@@ -8,6 +8,7 @@ above. The functional pieces compose: `make_level` / your own Flax modules -> `m
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.errors import ConfigError
 from sal_jax.guidance import Guidance, make_guidance
+from sal_jax.host_memory import keep_freed_host_memory
 from sal_jax.ladder import LadderResult, LevelRun, train_ladder, train_level
 from sal_jax.losses import align_layers, cross_entropy, feature_distance, hidden_guidance, output_guidance
 from sal_jax.models import make_ladder, make_level
@@ -15,6 +16,7 @@ from sal_jax.step import TrainState, init_state, make_eval_step, make_train_step
 
 __all__ = [
     "ArrayDataset", "ConfigError", "Guidance", "LadderResult", "LevelRun", "TrainState", "align_layers",
-    "cross_entropy", "feature_distance", "hidden_guidance", "init_state", "make_eval_step", "make_guidance",
-    "make_ladder", "make_level", "make_train_step", "output_guidance", "train_ladder", "train_level",
+    "cross_entropy", "feature_distance", "hidden_guidance", "init_state", "keep_freed_host_memory",
+    "make_eval_step", "make_guidance", "make_ladder", "make_level", "make_train_step", "output_guidance",
+    "train_ladder", "train_level",
 ]

@@ -7,6 +7,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sal_jax.errors import ConfigError
+from sal_jax.host_memory import keep_freed_host_memory
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
                                           lock_config=True)
@@ -20,6 +21,7 @@ def _main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # JAX logs its backend probing at INFO
+    keep_freed_host_memory()  # before the first large allocation; see sal_jax/host_memory.py
     from sal_jax.train import train_and_evaluate  # after flag parsing: keeps --help fast
 
     config = _CONFIG.value
