@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from sal_jax.host_memory import keep_freed_host_memory
+
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repetitions per measurement.")
 _CALLS = flags.DEFINE_integer("calls", 10, "Calls per timed repetition.")
 
@@ -94,6 +96,7 @@ def whole_steps(calls: int) -> dict[str, Callable[[], float]]:
 
 def main(argv):
     del argv
+    keep_freed_host_memory()  # as the other benchmarks (via common.py) and the CLI do
     timers = {}
     for size, c_in, c_out in LAYERS:
         for name, (layout, dtype) in JAX_VARIANTS.items():
