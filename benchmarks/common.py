@@ -15,8 +15,8 @@ import numpy as np
 from sal_jax.config import default_config
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.guidance import Guidance
-from sal_jax.models import CNN, MLP, RNN
 from sal_jax.host_memory import keep_freed_host_memory
+from sal_jax.models import CNN, MLP, RNN
 from sal_jax.step import TrainState, init_state, make_train_step
 
 # As the CLI does: without it, XLA's CPU steps re-fault their large temporaries every step, and the
