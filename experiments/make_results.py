@@ -125,11 +125,11 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
              "matters for the time-matched baseline, and float rounding only). CIFAR-10 was rerun after the",
              "CNN's faster max-pool and the projection's new order (issue #6): same accuracies to within 1 point,",
              "4x shorter training times than its first run (in git history). All runs predate",
-             "`keep_freed_host_memory` (the `sal-jax` command now calls it; BENCHMARKS.md): CNN and GRU steps are",
-             "1.4-1.8x faster with it, for SAL and the baselines alike; accuracies are unchanged except where a",
-             "time budget buys more steps (the time-matched baseline). The CIFAR-10 copy here is a JPEG",
-             "re-encoding. CARER uses 80 and 300",
-             "examples per class (the full set is too slow for one CPU core). A run's `train time` counts",
+             "`keep_freed_host_memory` (the `sal-jax` command now calls it; BENCHMARKS.md): the benchmark's",
+             "CNN and GRU steps are 1.4-1.8x faster with it, for SAL and the baselines alike; accuracies are",
+             "unchanged except where a time budget buys more steps (the time-matched baseline). The CIFAR-10",
+             "copy here is a JPEG re-encoding. CARER uses 80 and 300 examples per class (the full set is too",
+             "slow for one CPU core). A run's `train time` counts",
              "compilation (one per level for SAL, one for a plain run) and excludes evaluation.", ""]
     headline = ["## Headline: bottom model, last-epoch test accuracy (%), mean ± std over 3 seeds", "",
                 "| experiment | training set | SAL | plain, epoch-matched | plain, time-matched "
