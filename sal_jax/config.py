@@ -66,6 +66,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.parallel.coordinator_address = ""  # multi-host "host:port" of process 0; "" = $JAX_COORDINATOR_ADDRESS / detect
     config.parallel.num_processes = 0       # 0 = detect (Slurm, Open MPI, Cloud TPU, k8s; else 1); 1 = never distribute
     config.parallel.process_id = -1         # -1 = detect
+    # One process: a training set (with cached teacher outputs) up to this size is copied to every device
+    # once per level and batches are gathered there; larger ones, or several processes: on the host.
+    config.parallel.data_on_device_mb = 1024.0
 
     # Experiments: a sweep over training-set sizes, and the ablations, each run for every seed.
     config.sweep = ml_collections.ConfigDict()

@@ -148,18 +148,18 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
         # A time budget is judged by process 0's clock: all processes must stop at the same step.
         return prog.epoch >= epochs if time_budget is None else parallel.agree(prog.train_time >= time_budget)
 
-    cache, cache_time = None, 0.0
-    if use_teacher_cache(config, guidance):
-        start = time.perf_counter()
-        cache = teacher_cache(guidance, teacher_variables, data.x_train, train.batch_size)
-        cache_time = time.perf_counter() - start  # part of this level's training cost
+    start = time.perf_counter()
+    cache = (teacher_cache(guidance, teacher_variables, data.x_train, train.batch_size)
+             if use_teacher_cache(config, guidance) else {})
+    training_batches = parallel.TrainingBatches({"x": data.x_train, "y": data.y_train, **cache},
+                                                train.batch_size, shardings.batch,
+                                                config.parallel.data_on_device_mb)
+    setup_time = time.perf_counter() - start  # the cache and the copy to the devices: this level's cost
     bar = tqdm(total=None if time_budget else epochs, initial=prog.epoch, desc=name or f"level {level}",
                disable=not progress, leave=False, unit="epoch")
     while not finished():
         order = epoch_order(len(data.x_train), config.seed, level, round_, prog.epoch)
-        epoch_batches = parallel.global_batches(data.x_train, data.y_train, train.batch_size, shardings.batch,
-                                                order, prog.step_in_epoch, steps_per_epoch,  # ragged remainder dropped
-                                                extras=cache)
+        epoch_batches = training_batches(order, prog.step_in_epoch, steps_per_epoch)  # ragged remainder dropped
         start, out_of_time = time.perf_counter(), False
         for batch in epoch_batches:
             state, metrics = train_step(state, teacher_variables, batch)
@@ -175,8 +175,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
             if out_of_time:
                 break
         sums = jax.device_get(prog.sums)  # one host sync per epoch; also waits for the last step
-        prog.train_time += time.perf_counter() - start + cache_time
-        cache_time = 0.0
+        prog.train_time += time.perf_counter() - start + setup_time
+        setup_time = 0.0
         row = {"epoch": prog.epoch + 1, "train_time": prog.train_time}
         row.update({f"train_{k}": float(v) / prog.step_in_epoch for k, v in sums.items()})
         prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None

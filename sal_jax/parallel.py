@@ -26,7 +26,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from sal_jax.data.arrays import batches
+from sal_jax.data.arrays import batch_indices, batches
 from sal_jax.errors import ConfigError
 
 DATA, FSDP = "data", "fsdp"
@@ -187,3 +187,36 @@ def global_batches(x: np.ndarray, y: np.ndarray, batch_size: int, sharding: Name
               **{key: (batch_size, *a.shape[1:]) for key, a in (extras or {}).items()}}
     for local in itertools.islice(batches(x, y, batch_size, order, rows=rows, extras=extras), start, stop):
         yield jax.make_array_from_process_local_data(sharding, local, shapes)
+
+
+class TrainingBatches:
+    """One level's training batches, epoch by epoch: `self(order, start, stop)` yields batches start..stop
+    of the epoch in `order`, the same values whichever way they are made.
+
+    With one process and a training set (inputs, labels and cached teacher outputs) of at most
+    `on_device_mb` MB, the set is copied once onto every device and each step's batch is gathered there:
+    only the batch's indices and weights cross from the host. The host gather and copy it replaces cost
+    an MLP step of 2.5 ms ~0.3 ms (BENCHMARKS.md), and on a GPU or TPU each copy crosses the bus. Larger
+    sets, and several processes, gather on the host (`global_batches`).
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, sharding: NamedSharding,
+                 on_device_mb: float):
+        self.arrays, self.batch_size, self.sharding = arrays, batch_size, sharding
+        size_mb = sum(a.nbytes for a in arrays.values()) / 2**20
+        self.on_device = sharding.is_fully_addressable and size_mb <= on_device_mb
+        if self.on_device:
+            replicated = NamedSharding(sharding.mesh, P())
+            self.device_arrays = jax.device_put({**arrays, "y": arrays["y"].astype(np.int32)}, replicated)
+            self.gather = jax.jit(lambda data, idx, weight: {**{k: a[idx] for k, a in data.items()},
+                                                            "weight": weight}, out_shardings=sharding)
+
+    def __call__(self, order: np.ndarray, start: int, stop: int) -> Iterator[dict[str, Any]]:
+        if not self.on_device:
+            extras = {k: a for k, a in self.arrays.items() if k not in ("x", "y")}
+            yield from global_batches(self.arrays["x"], self.arrays["y"], self.batch_size, self.sharding,
+                                      order, start, stop, extras=extras)
+            return
+        for idx, weight in itertools.islice(batch_indices(len(self.arrays["x"]), self.batch_size, order),
+                                           start, stop):
+            yield self.gather(self.device_arrays, idx, weight)

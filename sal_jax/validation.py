@@ -42,6 +42,9 @@ def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> 
                           f"of {data.name!r} ({len(data.x_train)} examples)")
     data_size, fsdp = parallel.mesh_shape(config.parallel, jax.device_count(), jax.process_count())
     parallel.check_batch_size(train.batch_size, data_size, fsdp)
+    on_device_mb = config.parallel.data_on_device_mb
+    if isinstance(on_device_mb, bool) or not isinstance(on_device_mb, (int, float)) or not on_device_mb >= 0:
+        raise ConfigError(f"config.parallel.data_on_device_mb: must be a number >= 0, got {on_device_mb!r}")
 
 
 def validate_run(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict) -> None:

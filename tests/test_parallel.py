@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -227,3 +228,31 @@ def test_cli_joins_no_cluster_and_reports_a_bad_mesh_in_one_line(tmp_path):
     assert out.stderr.strip().splitlines()[-1] == ("error: config.parallel.data: a mesh of data=4 x fsdp=1 = 4 "
                                                    "devices is larger than the 1 available")
     assert "Traceback" not in out.stderr
+
+
+def test_training_batches_gathered_on_the_device_equal_those_gathered_on_the_host(data):
+    mesh = parallel.make_mesh(child_config().parallel)  # this process: one device
+    sharding = parallel.step_shardings(mesh, {}).batch
+    arrays = {"x": data.x_train, "y": data.y_train, "teacher_logits": data.x_train[:, :3] * 2.0}
+    order = np.random.default_rng(0).permutation(len(data.x_train))
+    on_device = parallel.TrainingBatches(arrays, 32, sharding, on_device_mb=1)
+    on_host = parallel.TrainingBatches(arrays, 32, sharding, on_device_mb=0)
+    assert on_device.on_device and not on_host.on_device
+    device_batches, host_batches = list(on_device(order, 1, 5)), list(on_host(order, 1, 5))
+    assert len(device_batches) == len(host_batches) == 4  # batches 1..4; the last is ragged (150 = 4 * 32 + 22)
+    for device_batch, host_batch in zip(device_batches, host_batches):
+        assert device_batch.keys() == host_batch.keys() == {"x", "y", "weight", "teacher_logits"}
+        for key in host_batch:
+            assert device_batch[key].dtype == host_batch[key].dtype
+            np.testing.assert_array_equal(device_batch[key], host_batch[key])
+    assert host_batches[-1]["weight"].sum() == 22
+
+
+def test_a_ladder_trains_bit_identically_with_its_data_on_the_device_or_on_the_host(data, config):
+    levels = make_ladder(config.model, data.num_classes)
+    config.baselines.time_matched = False
+    on_device = train_ladder(levels, data, config)  # default: 150 examples fit
+    config.parallel.data_on_device_mb = 0
+    on_host = train_ladder(levels, data, config)
+    chex.assert_trees_all_equal(on_device.levels, on_host.levels)
+    chex.assert_trees_all_equal(on_device.plain_epoch_matched.variables, on_host.plain_epoch_matched.variables)

@@ -38,6 +38,12 @@ def test_non_positive_or_unknown_training_settings(data, config, field, value, p
     expect_error(data, config, pattern)
 
 
+@pytest.mark.parametrize("value", [-1, -0.5, float("nan")])
+def test_bad_on_device_data_limit(data, config, value):
+    config.parallel.data_on_device_mb = value
+    expect_error(data, config, r"config.parallel.data_on_device_mb: must be a number >= 0, got")
+
+
 def test_batch_larger_than_the_dataset(data, config):
     config.train.batch_size = 151
     expect_error(data, config, r"config.train.batch_size: 151 is larger than the training set of 'blobs' \(150")

@@ -59,6 +59,21 @@ def num_batches(num_examples: int, batch_size: int) -> int:
     return -(-num_examples // batch_size)
 
 
+def batch_indices(num_examples: int, batch_size: int, order: np.ndarray | None = None
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(example indices, weights) of each fixed-size batch in `order` (default: stored order). The last
+    batch is padded with a real example of weight 0, so every batch has the same shape."""
+    order = np.arange(num_examples) if order is None else order
+    for start in range(0, num_examples, batch_size):
+        idx = order[start:start + batch_size]
+        weight = np.ones(batch_size, np.float32)
+        pad = batch_size - len(idx)
+        if pad:
+            weight[len(idx):] = 0.0
+            idx = np.concatenate([idx, np.full(pad, idx[0])])  # any real example; its weight is 0
+        yield idx, weight
+
+
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | None = None,
             rows: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None) -> Iterator[Batch]:
     """Yields fixed-size batches {x, y, weight} in `order` (default: stored order); the last is padded.
@@ -66,15 +81,7 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | N
     rows: only these rows of every batch (one process's share of a global batch); only they are gathered.
     extras: more per-example arrays (e.g. cached teacher outputs), batched alongside under their keys.
     """
-    n = len(x)
-    order = np.arange(n) if order is None else order
-    for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
-        weight = np.ones(batch_size, np.float32)
-        pad = batch_size - len(idx)
-        if pad:
-            weight[len(idx):] = 0.0
-            idx = np.concatenate([idx, np.full(pad, idx[0])])  # any real example; its weight is 0
+    for idx, weight in batch_indices(len(x), batch_size, order):
         if rows is not None:
             idx, weight = idx[rows], weight[rows]
         yield {"x": x[idx], "y": y[idx].astype(np.int32), "weight": weight,
