@@ -39,6 +39,20 @@ def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
     return {"meta": ocp.JsonCheckpointHandler(), **{name: ocp.StandardCheckpointHandler() for name in ARRAY_ITEMS}}
 
 
+class _CheckpointManager(ocp.CheckpointManager):
+    """Orbax's manager without its own preemption checks.
+
+    JAX's preemption service treats every `reached_preemption_sync_point(step)` call as this process's
+    current step and picks the sync step from them. RunCheckpointer asks once per training step, by
+    training step; the manager would also ask on every save, by save number, and the service could
+    then pick a step only the save numbers reach: a multi-process run then ran on after SIGTERM (seen
+    once in CI). RunCheckpointer saves on preemption itself, so nothing is lost.
+    """
+
+    def reached_preemption(self, step: int) -> bool:
+        return False
+
+
 class Preempted(Exception):
     """Raised after a SIGTERM once the current step is finished and saved."""
 
@@ -90,7 +104,7 @@ class RunCheckpointer:
         self.metadata = metadata  # e.g. the dataset's class count, so levels can be rebuilt from disk
         self.every_steps = config.checkpoint.every_steps
         self.mesh = parallel.make_mesh(config.parallel)  # where restored arrays go
-        self.manager = ocp.CheckpointManager(
+        self.manager = _CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint.keep, create=True),
             item_handlers=_item_handlers())
         self.save_number = max(self.manager.all_steps(), default=0)
