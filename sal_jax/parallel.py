@@ -204,6 +204,7 @@ class TrainingBatches:
     def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, sharding: NamedSharding,
                  on_device_mb: float):
         self.arrays, self.batch_size, self.sharding = arrays, batch_size, sharding
+        self.extras = {k: a for k, a in arrays.items() if k not in ("x", "y")}  # for `global_batches`
         size_mb = sum(a.nbytes for a in arrays.values()) / 2**20
         self.on_device = sharding.is_fully_addressable and size_mb <= on_device_mb
         if self.on_device:
@@ -214,9 +215,8 @@ class TrainingBatches:
 
     def __call__(self, order: np.ndarray, start: int, stop: int) -> Iterator[dict[str, Any]]:
         if not self.on_device:
-            extras = {k: a for k, a in self.arrays.items() if k not in ("x", "y")}
             yield from global_batches(self.arrays["x"], self.arrays["y"], self.batch_size, self.sharding,
-                                      order, start, stop, extras=extras)
+                                      order, start, stop, extras=self.extras)
             return
         for idx, weight in itertools.islice(batch_indices(len(self.arrays["x"]), self.batch_size, order),
                                            start, stop):
