@@ -104,9 +104,13 @@ class RunCheckpointer:
         self.metadata = metadata  # e.g. the dataset's class count, so levels can be rebuilt from disk
         self.every_steps = config.checkpoint.every_steps
         self.mesh = parallel.make_mesh(config.parallel)  # where restored arrays go
-        self.manager = _CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint.keep, create=True),
-            item_handlers=_item_handlers())
+        # Step directories are created before save() returns: with Orbax's default (created in the
+        # background), a save that fails part-way left its writer threads waiting 300 s for a directory
+        # that never came, and the process hung on exit instead of reporting the error.
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=config.checkpoint.keep, create=True,
+            async_options=ocp.AsyncOptions(create_directories_asynchronously=False))
+        self.manager = _CheckpointManager(self.directory, options=options, item_handlers=_item_handlers())
         self.save_number = max(self.manager.all_steps(), default=0)
         self.run_step = 0  # training steps over all phases so far
         self.preempt_requested = False
@@ -138,6 +142,7 @@ class RunCheckpointer:
 
     # -- saving ----------------------------------------------------------------------------------
     def save(self, snapshot: Snapshot) -> None:
+        _check_alive(snapshot)
         self.save_number += 1
         meta = {"config": self.config.to_dict(), "metadata": self.metadata, "completed": snapshot.completed,
                 "progress": snapshot.progress, "run_step": self.run_step}
@@ -214,6 +219,18 @@ class RunCheckpointer:
         """A restore target for `item`: its arrays' saved shapes and dtypes, laid out on this run's mesh.
         (Without one, Orbax would recreate the saving run's shardings, on devices that may not exist.)"""
         return parallel.abstract_on(self.mesh, self.manager.item_metadata(number)[item].tree)
+
+
+def _check_alive(snapshot: Snapshot) -> None:
+    """Every array of a snapshot must still exist: one that a donating step deleted cannot be saved, and
+    Orbax would fail on it part-way through a save. Named here, before anything is written."""
+    parts = {**{f"finished phase {i + 1}": v for i, v in enumerate(snapshot.variables)},
+             "the train state": snapshot.state, "the epoch's metric sums": snapshot.sums}
+    for part, tree in parts.items():
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            if isinstance(leaf, jax.Array) and leaf.is_deleted():
+                raise RuntimeError(f"checkpoint: cannot save {part}: its array {jax.tree_util.keystr(path)} "
+                                   f"has been deleted (donated to a train step?)")
 
 
 def progress_record(progress) -> dict[str, Any]:

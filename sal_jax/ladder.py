@@ -136,8 +136,10 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     state, prog = resume if resume is not None else (state, Progress())
     shardings = parallel.step_shardings(mesh, state, teacher_variables)
     # Initialised eagerly on one device as ever (a jitted init can differ in the last bit, e.g. an RNN's
-    # orthogonal init), then laid out on the mesh; a no-op for a restored state or the level above's output.
-    state = jax.device_put(state, shardings.state)
+    # orthogonal init), then laid out on the mesh. Always a copy (may_alias=False): the train step donates
+    # its state, and the arrays given here can outlive this level -- `start_from` is the previous round's
+    # LevelRun.variables, which the result returns and the checkpoint saves; donating them deleted them.
+    state = jax.device_put(state, shardings.state, may_alias=False)
     teacher_variables = jax.device_put(teacher_variables, shardings.teacher)
     augment_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), level), round_)
     train_step = make_train_step(student, tx, guidance, augment_images if config.data.augment else None,

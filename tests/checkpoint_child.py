@@ -1,11 +1,12 @@
 """A training run for the checkpoint tests, run as a subprocess that kills itself at a chosen point.
 
-    python tests/checkpoint_child.py DIR OUT.npz MODE AT
+    python tests/checkpoint_child.py DIR OUT.npz MODE AT [ROUNDS]
 MODE "kill" sends SIGKILL to itself right after training step AT (before any save that step would
 trigger... or after it, as the step hook's order decides); MODE "term" sends SIGTERM after step AT
 (the run must save and stop at the next step); MODE "kill_after_level" sends SIGKILL right after the
-phase-end checkpoint of phase AT is written; MODE "none" runs to the end. On completion the final
-variables of every level are written to OUT.npz.
+phase-end checkpoint of phase AT is written; MODE "none" runs to the end. ROUNDS (default 1) is
+config.train.rounds. On completion the final variables of every phase (every round of every level,
+then the baseline) are written to OUT.npz.
 """
 import os
 import signal
@@ -25,8 +26,9 @@ from sal_jax.ladder import train_ladder  # noqa: E402
 from sal_jax.models import make_ladder  # noqa: E402
 
 
-def child_config():
+def child_config(rounds: int = 1):
     c = default_config()
+    c.train.rounds = rounds
     c.model.levels, c.model.width = (1, 2, 3), 16
     c.train.epochs, c.train.batch_size, c.train.learning_rate = 3, 32, 3e-2
     c.baselines.time_matched = False  # its length depends on the clock; everything else is exact
@@ -34,8 +36,14 @@ def child_config():
     return c
 
 
-def main(directory, out, mode, at):
-    at = int(at)
+def phase_leaves(result) -> list:
+    """The final variables of every phase, in training order: a round's variables must stay readable
+    after later rounds trained (they once were donated to the next round's first step)."""
+    return jax.tree.leaves([[run.variables for run in result.sal], result.plain_epoch_matched.variables])
+
+
+def main(directory, out, mode, at, rounds="1"):
+    at, config = int(at), child_config(int(rounds))
     original_hook, original_save = checkpoint.RunCheckpointer.step_hook, checkpoint.RunCheckpointer.save
 
     def step_hook(self, snapshot_fn):
@@ -56,12 +64,11 @@ def main(directory, out, mode, at):
     checkpoint.RunCheckpointer.step_hook, checkpoint.RunCheckpointer.save = step_hook, save
     data = blobs()
     try:
-        result = train_ladder(make_ladder(child_config().model, 3), data, child_config(), checkpoint_dir=directory)
+        result = train_ladder(make_ladder(config.model, 3), data, config, checkpoint_dir=directory)
     except checkpoint.Preempted as stop:
         print(stop, file=sys.stderr)
         sys.exit(143)
-    leaves = jax.tree.leaves([result.levels, result.plain_epoch_matched.variables])
-    np.savez(out, *[np.asarray(leaf) for leaf in leaves])
+    np.savez(out, *[np.asarray(leaf) for leaf in phase_leaves(result)])
 
 
 if __name__ == "__main__":

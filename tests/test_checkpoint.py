@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from checkpoint_child import child_config
+from checkpoint_child import child_config, phase_leaves
 from conftest import blobs
 from sal_jax.checkpoint import config_differences, flat_config, load_level
 from sal_jax.errors import ConfigError
@@ -18,19 +18,33 @@ from sal_jax.levels import predict
 from sal_jax.models import make_ladder
 
 CHILD = Path(__file__).resolve().parent / "checkpoint_child.py"
-# 3 levels x 3 epochs x 4 steps, then the epoch-matched baseline: 48 steps; phases end at 12, 24, 36, 48
+# Each phase (a level in a round, then the epoch-matched baseline) is 3 epochs x 4 steps. One round:
+# 48 steps, phases end at 12, 24, 36, 48. Two rounds: round 2 is steps 37-72, the baseline 73-96.
+PHASE_STEPS = 12
 TOTAL_STEPS = 48
 
 
 @pytest.fixture(scope="module")
-def reference():
-    """The uninterrupted run, in process, without checkpoints."""
-    result = train_ladder(make_ladder(child_config().model, 3), blobs(), child_config())
-    return [np.asarray(leaf) for leaf in jax.tree.leaves([result.levels, result.plain_epoch_matched.variables])]
+def references():
+    """rounds -> the uninterrupted run's final variables of every phase, in process, without checkpoints."""
+    cache = {}
+
+    def reference(rounds: int = 1) -> list[np.ndarray]:
+        if rounds not in cache:
+            config = child_config(rounds)
+            result = train_ladder(make_ladder(config.model, 3), blobs(), config)
+            cache[rounds] = [np.asarray(leaf) for leaf in phase_leaves(result)]
+        return cache[rounds]
+    return reference
 
 
-def run_child(directory, out, mode="none", at=0):
-    return subprocess.run([sys.executable, str(CHILD), str(directory), str(out), mode, str(at)],
+@pytest.fixture(scope="module")
+def reference(references):
+    return references(1)
+
+
+def run_child(directory, out, mode="none", at=0, rounds=1):
+    return subprocess.run([sys.executable, str(CHILD), str(directory), str(out), mode, str(at), str(rounds)],
                           capture_output=True, text=True, timeout=300)
 
 
@@ -42,20 +56,51 @@ def assert_bit_identical(out, reference):
         np.testing.assert_array_equal(got, want)
 
 
+def kill_and_resume(directory, out, kills, rounds=1):
+    """Runs the child once per kill in `kills` (each must die by SIGKILL), then once to the end."""
+    for mode, at in kills:
+        proc = run_child(directory, out, mode, at, rounds)
+        assert proc.returncode == -9, (mode, at, proc.stderr[-2000:])
+    proc = run_child(directory, out, rounds=rounds)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "resuming" in proc.stderr
+    assert not list(Path(directory).glob("*.orbax-checkpoint-tmp*"))  # no half-written save left behind
+
+
 def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path, reference):
     """One run killed again and again: at random steps mid-level (seeded), at a level's last step
     (before its end is saved) and right after a level's end is saved; then it finishes."""
-    steps = sorted(random.Random(0).sample([s for s in range(2, TOTAL_STEPS) if s % 12], 2))
+    steps = sorted(random.Random(0).sample([s for s in range(2, TOTAL_STEPS) if s % PHASE_STEPS], 2))
     kills = [("kill", steps[0]), ("kill", 12), ("kill_after_level", 2), ("kill", steps[1])]
     kills.sort(key=lambda k: k[1] if k[0] == "kill" else 12 * k[1] + 0.5)
-    out = tmp_path / "final.npz"
-    for mode, at in kills:
-        proc = run_child(tmp_path / "ckpt", out, mode, at)
-        assert proc.returncode == -9, (mode, at, proc.stderr[-2000:])
-    proc = run_child(tmp_path / "ckpt", out)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "resuming" in proc.stderr
-    assert_bit_identical(out, reference)
+    kill_and_resume(tmp_path / "ckpt", tmp_path / "final.npz", kills)
+    assert_bit_identical(tmp_path / "final.npz", reference)
+
+
+def test_sigkill_during_round_2_then_resume_is_bit_identical_in_every_phase(tmp_path, references):
+    """Round 2 starts every level from its round-1 variables, which stay part of the result and of
+    every checkpoint: killed at random steps of round 2 (seeded), at the last step of its first level
+    and right after its second level's end is saved, the run still ends bit-identical in all 7 phases."""
+    round_2 = range(3 * PHASE_STEPS + 1, 6 * PHASE_STEPS)
+    steps = sorted(random.Random(2).sample([s for s in round_2 if s % PHASE_STEPS], 2))
+    kills = sorted([("kill", steps[0]), ("kill", 4 * PHASE_STEPS), ("kill_after_level", 5), ("kill", steps[1])],
+                   key=lambda k: k[1] if k[0] == "kill" else PHASE_STEPS * k[1] + 0.5)
+    kill_and_resume(tmp_path / "ckpt", tmp_path / "final.npz", kills, rounds=2)
+    assert_bit_identical(tmp_path / "final.npz", references(2))
+
+
+def test_three_rounds_with_checkpoints_equal_three_rounds_without(tmp_path, references):
+    """In process, saving every 5 steps through every round: every phase's returned variables are
+    readable and bit-identical to the run without checkpoints; rerunning finds nothing to do."""
+    config = child_config(rounds=3)
+    directory = str(tmp_path / "ckpt")
+    result = train_ladder(make_ladder(config.model, 3), blobs(), config, checkpoint_dir=directory)
+    assert [(run.round, run.level) for run in result.sal] == [(r, k) for r in (1, 2, 3) for k in (1, 2, 3)]
+    for got, want in zip(phase_leaves(result), references(3), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), want)
+    again = train_ladder(make_ladder(config.model, 3), blobs(), config, checkpoint_dir=directory)
+    for got, want in zip(phase_leaves(again), references(3), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), want)
 
 
 def test_sigterm_saves_stops_and_resumes_bit_identical(tmp_path, reference):
@@ -68,6 +113,38 @@ def test_sigterm_saves_stops_and_resumes_bit_identical(tmp_path, reference):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"(training step {30 + 1})" in proc.stderr  # resumed exactly where SIGTERM saved
     assert_bit_identical(out, reference)
+
+
+FAILING_SAVES = """
+import sys
+sys.path[:0] = [sys.argv[2]]
+import jax.numpy as jnp, orbax.checkpoint as ocp
+from checkpoint_child import child_config
+from sal_jax.checkpoint import RunCheckpointer, Snapshot
+gone = jnp.ones(3)
+gone.delete()
+with RunCheckpointer(sys.argv[1], child_config(), {}) as checkpointer:
+    for save in (lambda: checkpointer.manager.save(1, args=ocp.args.Composite(
+                     meta=ocp.args.JsonSave({}), state=ocp.args.StandardSave({"w": gone})), force=True),
+                 lambda: checkpointer.save(Snapshot([], [], state={"w": gone}, progress={}))):
+        try:
+            save()
+        except RuntimeError as error:
+            print(str(error).splitlines()[0])
+"""
+
+
+def test_a_failed_save_is_an_error_within_seconds_not_a_hang(tmp_path):
+    """A save that fails part-way (here: an array already deleted) once left Orbax's writer threads
+    waiting 300 s for a step directory, and the process hung at exit. Now Orbax's own failure returns at
+    once, and RunCheckpointer.save names the missing array before anything is written."""
+    proc = subprocess.run([sys.executable, "-c", FAILING_SAVES, str(tmp_path / "ckpt"), str(CHILD.parent)],
+                          capture_output=True, text=True, timeout=60)  # the hang was 300 s; a run takes ~2 s
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    orbax_error, our_error = proc.stdout.splitlines()
+    assert "deleted" in orbax_error
+    assert our_error == ("checkpoint: cannot save the train state: its array ['w'] has been deleted "
+                         "(donated to a train step?)")
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +165,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, interrup
             f.write_bytes(b"\0garbage" * 3)  # corrupt every data file of the newest checkpoint
     with pytest.warns(UserWarning, match=rf"checkpoint {latest} in .* is unreadable .* falling back"):
         result = train_ladder(make_ladder(child_config().model, 3), blobs(), child_config(), checkpoint_dir=str(directory))
-    got = [np.asarray(leaf) for leaf in jax.tree.leaves([result.levels, result.plain_epoch_matched.variables])]
+    got = [np.asarray(leaf) for leaf in phase_leaves(result)]
     for a, b in zip(got, reference):
         np.testing.assert_array_equal(a, b)
 

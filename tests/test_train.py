@@ -4,6 +4,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from sal_jax.train import train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -39,3 +41,26 @@ def test_cli_reports_a_bad_config_in_one_line_without_traceback(tmp_path):
     assert out.stderr.strip().splitlines()[-1] == "error: config.train.epochs: must be a positive integer, got 0"
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("rounds", [2, 3])
+def test_cli_finishes_a_multi_round_ladder_with_checkpoints_and_ablations(tmp_path, rounds):
+    """Rounds >= 2 with checkpoints every few steps (the CLI default is on) once crashed at round 2's
+    first save: round 1's variables had been donated to round 2's first step. The rerun resumes every
+    ladder run at its end and writes the same results."""
+    args = [f"--config.train.rounds={rounds}", "--config.model.levels=(1, 2)", "--config.model.width=16",
+            "--config.train.epochs=1", "--config.num_seeds=1", "--config.ablations=True",
+            "--config.checkpoint.every_steps=7", f"--workdir={tmp_path}"]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = json.loads((tmp_path / "results.json").read_text())["cells"][0]["runs"][0]
+    for ladder in (runs, runs["hidden_only"], runs["output_only"]):
+        assert [(run["round"], run["level"]) for run in ladder["sal"]] == [(r, k) for r in range(1, rounds + 1)
+                                                                          for k in (1, 2)]
+    assert runs["plain_epoch_matched"]["steps"] == rounds * 19  # 1257 // 64 steps per epoch
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("at the end: nothing to do") == 3  # SAL and both ablations
+    rerun = json.loads((tmp_path / "results.json").read_text())["cells"][0]["runs"][0]
+    assert [run["history"] for run in rerun["sal"]] == [run["history"] for run in runs["sal"]]
+    assert list(tmp_path.rglob("*.orbax-checkpoint-tmp*")) == []
