@@ -3,7 +3,8 @@
     python tests/parallel_child.py '{"runs": [{"data": 4, "fsdp": 2}, ...], "out": "x.npz", ...}'
 
 The parent sets XLA_FLAGS=--xla_force_host_platform_device_count=N. Spec keys:
-  runs: the meshes to train on, in turn: {"data": -1 | n, "fsdp": n}; results go to out as "<i>/<key>"
+  runs: the meshes to train on, in turn: {"data": -1 | n, "fsdp": n[, "rounds": r]}; results go to out
+    as "<i>/<key>"
   out: .npz path (several processes: each writes out with ".p<process id>" inserted)
   num_processes, process_id, port: join a multi-process run on 127.0.0.1:port (gloo CPU collectives)
   checkpoint_dir: train with checkpoints there (resuming from them if any); term_at: SIGTERM to this
@@ -42,13 +43,14 @@ def child_config(data: int = -1, fsdp: int = 1):
 
 def record(result) -> dict[str, np.ndarray]:
     """Final variables (gathered from every process) and which run each belongs to, per-step train and
-    test losses, and what the run ran on: compilations per level, devices, leaves split over "fsdp"."""
+    test losses (one row per epoch of every run, and which run each row belongs to), and what the run ran on: compilations per level, devices, leaves split over "fsdp"."""
     runs = result.sal + [result.plain_epoch_matched]
     variables = [run.variables for run in runs]
     leaves = jax.tree.leaves(variables)
     out = {f"leaf_{i}": leaf for i, leaf in enumerate(multihost_utils.process_allgather(leaves, tiled=True))}
-    out["train_loss"] = np.array([[row["train_loss"] for row in run.history] for run in runs])
-    out["test_loss"] = np.array([[row["test_loss"] for row in run.history] for run in runs])
+    for key in ("train_loss", "test_loss"):  # runs differ in length (the baseline: epochs x rounds)
+        out[key] = np.array([row[key] for run in runs for row in run.history])
+    out["row_run"] = np.array([i for i, run in enumerate(runs) for _ in run.history])
     out["compiles"] = np.array([[run.compiles["train"], run.compiles["eval"]] for run in runs])
     out["mesh_devices"] = np.array([leaf.sharding.num_devices for leaf in leaves])
     out["fsdp_split"] = np.array(sum(parallel.FSDP in str(leaf.sharding.spec) for leaf in leaves))
@@ -85,6 +87,7 @@ def main(spec: dict) -> None:
     data, out = blobs(), {}
     for i, mesh in enumerate(spec["runs"]):
         config.parallel.data, config.parallel.fsdp = mesh["data"], mesh["fsdp"]
+        config.train.rounds = mesh.get("rounds", 1)
         try:
             result = train_ladder(make_ladder(config.model, data.num_classes), data, config,
                                   checkpoint_dir=spec.get("checkpoint_dir"))

@@ -33,6 +33,10 @@ CHILD = ROOT / "tests" / "parallel_child.py"
 MESHES = [{"data": 1, "fsdp": 1}, {"data": 2, "fsdp": 1}, {"data": 4, "fsdp": 1}, {"data": -1, "fsdp": 1},
           {"data": 4, "fsdp": 2}]
 ONE, EIGHT, FSDP = 0, 3, 4  # indices into MESHES: 1 device, 8 devices data-parallel, 8 devices 4 x 2 FSDP
+# Two rounds (round 2 continues each level from round 1's variables: steps 9-16, the baseline 17-24) on
+# 1 device and on 4 x 2 FSDP, run after MESHES in the same child: indices ONE_R2 and FSDP_R2.
+ROUND_2 = [{"data": 1, "fsdp": 1, "rounds": 2}, {"data": 4, "fsdp": 2, "rounds": 2}]
+ONE_R2, FSDP_R2 = len(MESHES), len(MESHES) + 1
 TOLERANCE = 1e-5            # float32: summation order differs between meshes, nothing else does
 TERM_AT = 5                 # SIGTERM after step 5: level 1 is done (4 steps), level 2 is mid-way
 
@@ -68,6 +72,11 @@ def variables(result: dict, run: int = 0) -> list[np.ndarray]:
     return [result[f"{run}/leaf_{i}"] for i in range(len(result[f"{run}/leaf_run"]))]
 
 
+def losses(result: dict, run: int, phase: int, key: str = "train_loss") -> np.ndarray:
+    """Per-step `key` of one phase (0 = SAL's first level, ...) of mesh run `run`."""
+    return result[f"{run}/{key}"][result[f"{run}/row_run"] == phase]
+
+
 def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     assert [x.shape for x in a] == [y.shape for y in b]
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
@@ -85,9 +94,9 @@ def assert_same_run(got: dict, want: dict, got_run: int = 0, want_run: int = 0) 
 
 @pytest.fixture(scope="module")
 def meshes(tmp_path_factory) -> dict:
-    """The ladder on each of MESHES, in one process with 8 devices."""
+    """The ladder on each of MESHES, then ROUND_2, in one process with 8 devices."""
     out = str(tmp_path_factory.mktemp("meshes") / "meshes.npz")
-    (result,) = run_processes({"runs": MESHES, "out": out}, processes=1, devices=8)
+    (result,) = run_processes({"runs": MESHES + ROUND_2, "out": out}, processes=1, devices=8)
     return result
 
 
@@ -100,7 +109,15 @@ def test_same_losses_and_params_on_1_2_4_8_devices_and_with_fsdp(meshes):
         assert (meshes[f"{i}/fsdp_split"] > 0) == (mesh["fsdp"] > 1)  # the 64x64 kernels really are split
         diffs[i] = assert_same_run(meshes, meshes, i, ONE)
     print(f"max |param difference| vs 1 device: {diffs}")
-    assert meshes[f"{ONE}/train_loss"][1, -1] < 0.75 * meshes[f"{ONE}/train_loss"][1, 0]  # the guided level learns
+    assert losses(meshes, ONE, 1)[-1] < 0.75 * losses(meshes, ONE, 1)[0]  # the guided level learns
+
+
+def test_two_rounds_agree_on_one_device_and_on_eight_with_fsdp(meshes):
+    assert [len(losses(meshes, FSDP_R2, phase)) for phase in range(5)] == [4, 4, 4, 4, 8]  # + the baseline
+    assert (meshes[f"{FSDP_R2}/compiles"] == 1).all() and (meshes[f"{FSDP_R2}/mesh_devices"] == 8).all()
+    print(f"max |param difference|, 2 rounds, 4x2 vs 1 device: {assert_same_run(meshes, meshes, FSDP_R2, ONE_R2)}")
+    # Round 2 continued level 1 (cross-entropy only) from round 1: it starts where round 1 ended.
+    assert losses(meshes, ONE_R2, 2)[0] < 0.75 * losses(meshes, ONE_R2, 0)[0]
 
 
 def test_two_processes_match_one_process_with_eight_devices(meshes, tmp_path):
@@ -154,6 +171,23 @@ def test_sigterm_to_one_process_stops_all_at_the_same_step_then_resumes_on_one_d
     (result,) = run_processes({"runs": [{"data": -1, "fsdp": 1}], "out": str(tmp_path / "resumed.npz"),
                                "checkpoint_dir": directory}, processes=1, devices=1)
     assert_same_run(result, meshes, 0, ONE)
+
+
+def test_sigterm_in_round_2_on_eight_devices_resumes_on_two_processes(meshes, tmp_path):
+    """Saved mid-round-2 on 4 x 2 FSDP (the round-1 variables inside the checkpoint are split arrays),
+    resumed as 2 processes x 4 devices: the same run as the uninterrupted 4 x 2 one, within rounding."""
+    directory, term_at = str(tmp_path / "run"), 11
+    errors = run_processes({"runs": [ROUND_2[1]], "out": str(tmp_path / "unused.npz"), "term_at": term_at,
+                            "checkpoint_dir": directory}, processes=1, devices=8, expect=143)
+    assert f"saved after training step {term_at + 1}" in errors[0]
+    results = run_processes({"runs": [{"data": -1, "fsdp": 1, "rounds": 2}], "out": str(tmp_path / "resumed.npz"),
+                             "checkpoint_dir": directory}, processes=2, devices=4)
+    for result in results:
+        round_1 = result["0/leaf_run"] < 2  # finished before the stop: restored bit for bit
+        for got, want, restored in zip(variables(result), variables(meshes, FSDP_R2), round_1):
+            if restored:
+                np.testing.assert_array_equal(got, want)
+        print(f"max |param difference|, 2 rounds resumed on 2 x 4: {assert_same_run(result, meshes, 0, FSDP_R2)}")
 
 
 # -- the rule, the batches and the errors, in this (1-device) process ------------------------------
