@@ -30,6 +30,7 @@ from sal_jax.errors import ConfigError
 # Config keys that do not change a ladder run's results: they may differ between a run and its
 # resumption. (A sweep cell's own size and epochs are copied into data.per_class / train.epochs.)
 # parallel.*: the mesh changes results only by float rounding, and resuming on another topology is the point.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a scheduler's preemption, and Ctrl-C
 RESULT_NEUTRAL = ("checkpoint.", "num_seeds", "quick", "sweep.", "ablations", "parallel.")
 ARRAY_ITEMS = ("finished", "state", "sums")
 
@@ -54,7 +55,12 @@ class _CheckpointManager(ocp.CheckpointManager):
 
 
 class Preempted(Exception):
-    """Raised after a SIGTERM once the current step is finished and saved."""
+    """Raised after SIGTERM or SIGINT once the current step is finished and saved (or at once while a
+    phase is still setting up: then nothing has trained since the last checkpoint)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM):
+        super().__init__(message)
+        self.exit_code = 128 + signum  # what schedulers and shells expect: 143 for SIGTERM, 130 for SIGINT
 
 
 @dataclasses.dataclass
@@ -94,8 +100,12 @@ class RunCheckpointer:
     """One Orbax CheckpointManager for one ladder run directory.
 
     Saves every `config.checkpoint.every_steps` training steps and at the end of every phase; keeps the
-    last `config.checkpoint.keep`. While open, SIGTERM makes the next step save and raise `Preempted`;
-    with several processes, JAX's preemption service picks the step, the same on every process.
+    last `config.checkpoint.keep`. While open, SIGTERM or SIGINT (Ctrl-C) makes the next step save and
+    raise `Preempted`; one that comes while a phase sets up (its teacher cache, the data's copy to the
+    devices; not inside XLA's compilation, which Python cannot interrupt) raises it at once, since
+    nothing has trained since the last checkpoint. With several processes, JAX's preemption service
+    owns SIGTERM and picks the step, the same on every process; SIGINT is then Python's
+    KeyboardInterrupt (the run continues from the last checkpoint).
     """
 
     def __init__(self, directory: str, config: ml_collections.ConfigDict, metadata: dict[str, Any]):
@@ -113,32 +123,54 @@ class RunCheckpointer:
         self.manager = _CheckpointManager(self.directory, options=options, item_handlers=_item_handlers())
         self.save_number = max(self.manager.all_steps(), default=0)
         self.run_step = 0  # training steps over all phases so far
-        self.preempt_requested = False
-        self._previous_handler = None
+        self.stop_signal: int | None = None  # SIGTERM or SIGINT, once received
+        self.phase_name = ""
+        self.in_setup = False  # a phase has started and has not finished its first step
+        self._previous_handlers: dict[int, Any] = {}
 
     # -- signals ---------------------------------------------------------------------------------
     def __enter__(self) -> "RunCheckpointer":
         if jax.process_count() > 1:  # JAX's preemption service owns SIGTERM; a handler here would replace it
             return self
         try:
-            self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+            for signum in STOP_SIGNALS:
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
         except ValueError:  # not the main thread: preemption handling is the caller's business
-            self._previous_handler = None
+            pass
         return self
 
     def __exit__(self, *exc) -> None:
+        self.in_setup = False
         self.manager.wait_until_finished()
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGTERM, self._previous_handler)
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
         self.manager.close()
 
-    def _on_sigterm(self, signum, frame) -> None:
-        self.preempt_requested = True
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_signal = signum
+        if self.in_setup:  # nothing to save: stop now rather than after the phase's first step
+            self.in_setup = False
+            raise Preempted(self._stopped(f"nothing trained since training step {self.run_step} (saved), "
+                                          f"while '{self.phase_name}' was setting up"), signum)
+
+    def _stopped(self, where: str) -> str:
+        name = signal.Signals(self.stop_signal or signal.SIGTERM).name
+        return f"preempted ({name}): {where}; checkpoints in {self.directory}; rerun the same command to resume"
+
+    def start_phase(self, name: str) -> None:
+        """Marks the start of phase `name`'s setup; stops here if a signal came since the last step."""
+        if self.stop_signal is not None:
+            raise Preempted(self._stopped(f"saved after training step {self.run_step}, before '{name}'"),
+                            self.stop_signal)
+        self.phase_name, self.in_setup = name, True
 
     def _preempted(self) -> bool:
         if jax.process_count() > 1:  # true on every process at the same step, after any one got SIGTERM
-            return multihost_utils.reached_preemption_sync_point(self.run_step)
-        return self.preempt_requested
+            if multihost_utils.reached_preemption_sync_point(self.run_step):
+                self.stop_signal = signal.SIGTERM
+                return True
+            return False
+        return self.stop_signal is not None
 
     # -- saving ----------------------------------------------------------------------------------
     def save(self, snapshot: Snapshot) -> None:
@@ -156,14 +188,15 @@ class RunCheckpointer:
         self.manager.save(self.save_number, args=ocp.args.Composite(**items), force=True)
 
     def step_hook(self, snapshot_fn: Callable[[Any, Any], Snapshot]) -> Callable[[Any, Any], None]:
-        """An `on_step` for train_level: saves every `every_steps` steps; on SIGTERM saves and stops."""
+        """An `on_step` for train_level: saves every `every_steps` steps; after a signal saves and stops."""
         def on_step(state, progress) -> None:
+            self.in_setup = False
             self.run_step += 1
             if self._preempted():
                 self.save(snapshot_fn(state, progress))
                 self.manager.wait_until_finished()
-                raise Preempted(f"preempted (SIGTERM): saved after training step {self.run_step} to "
-                                f"{self.directory}; rerun the same command to resume")
+                raise Preempted(self._stopped(f"saved after training step {self.run_step}, in '{self.phase_name}'"),
+                                self.stop_signal)
             if self.run_step % self.every_steps == 0:
                 self.save(snapshot_fn(state, progress))
         return on_step
@@ -303,6 +336,7 @@ def run_with_checkpoints(levels: Sequence[Any], data, config: ml_collections.Con
                   file=sys.stderr)
         for index in range(len(done), len(phases)):
             phase = phases[index]
+            checkpointer.start_phase(phase.name)
 
             def snapshot_fn(state, prog, done=done) -> Snapshot:
                 return Snapshot([run_record(r) for r in done], [r.variables for r in done], state,

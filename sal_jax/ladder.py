@@ -157,38 +157,39 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                                                 train.batch_size, shardings.batch,
                                                 config.parallel.data_on_device_mb)
     setup_time = time.perf_counter() - start  # the cache and the copy to the devices: this level's cost
-    bar = tqdm(total=None if time_budget else epochs, initial=prog.epoch, desc=name or f"level {level}",
-               disable=not progress, leave=False, unit="epoch")
-    while not finished():
-        order = epoch_order(len(data.x_train), config.seed, level, round_, prog.epoch)
-        epoch_batches = training_batches(order, prog.step_in_epoch, steps_per_epoch)  # ragged remainder dropped
-        start, out_of_time = time.perf_counter(), False
-        for batch in epoch_batches:
-            state, metrics = train_step(state, teacher_variables, batch)
-            prog.sums = metrics if prog.sums is None else add_metrics(prog.sums, metrics)
-            prog.step_in_epoch += 1
-            if time_budget is not None and prog.step_in_epoch % TIME_CHECK_EVERY == 0:
-                jax.block_until_ready(state.step)
-                out_of_time = parallel.agree(prog.train_time + time.perf_counter() - start >= time_budget)
-            if on_step is not None:
-                elapsed = time.perf_counter() - start
-                prog.train_time, start = prog.train_time + elapsed, start + elapsed
-                on_step(state, prog)
-            if out_of_time:
-                break
-        sums = jax.device_get(prog.sums)  # one host sync per epoch; also waits for the last step
-        prog.train_time += time.perf_counter() - start + setup_time
-        setup_time = 0.0
-        row = {"epoch": prog.epoch + 1, "train_time": prog.train_time}
-        row.update({f"train_{k}": float(v) / prog.step_in_epoch for k, v in sums.items()})
-        prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None
-        if finished() or prog.epoch % train.eval_every == 0:
-            row.update({f"test_{k}": v for k, v in evaluate(eval_step, state, teacher_variables, data.x_test,
-                                                             data.y_test, train.batch_size, shardings.batch).items()})
-            bar.set_postfix(test_acc=f"{row['test_accuracy']:.3f}", loss=f"{row['train_loss']:.3f}")
-        prog.history.append(row)
-        bar.update(1)
-    bar.close()
+    with tqdm(total=None if time_budget else epochs, initial=prog.epoch, desc=name or f"level {level}",
+              disable=not progress, leave=False, unit="epoch") as bar:  # closed (cleared) on an exception too
+        while not finished():
+            order = epoch_order(len(data.x_train), config.seed, level, round_, prog.epoch)
+            # the epoch's ragged remainder is dropped
+            epoch_batches = training_batches(order, prog.step_in_epoch, steps_per_epoch)
+            start, out_of_time = time.perf_counter(), False
+            for batch in epoch_batches:
+                state, metrics = train_step(state, teacher_variables, batch)
+                prog.sums = metrics if prog.sums is None else add_metrics(prog.sums, metrics)
+                prog.step_in_epoch += 1
+                if time_budget is not None and prog.step_in_epoch % TIME_CHECK_EVERY == 0:
+                    jax.block_until_ready(state.step)
+                    out_of_time = parallel.agree(prog.train_time + time.perf_counter() - start >= time_budget)
+                if on_step is not None:
+                    elapsed = time.perf_counter() - start
+                    prog.train_time, start = prog.train_time + elapsed, start + elapsed
+                    on_step(state, prog)
+                if out_of_time:
+                    break
+            sums = jax.device_get(prog.sums)  # one host sync per epoch; also waits for the last step
+            prog.train_time += time.perf_counter() - start + setup_time
+            setup_time = 0.0
+            row = {"epoch": prog.epoch + 1, "train_time": prog.train_time}
+            row.update({f"train_{k}": float(v) / prog.step_in_epoch for k, v in sums.items()})
+            prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None
+            if finished() or prog.epoch % train.eval_every == 0:
+                test = evaluate(eval_step, state, teacher_variables, data.x_test, data.y_test, train.batch_size,
+                                shardings.batch)
+                row.update({f"test_{k}": v for k, v in test.items()})
+                bar.set_postfix(test_acc=f"{row['test_accuracy']:.3f}", loss=f"{row['train_loss']:.3f}")
+            prog.history.append(row)
+            bar.update(1)
     return LevelRun(name or f"level {level}", level, round_, level_variables(state), prog.history,
                     prog.train_time, int(state.step),
                     {"train": train_step._cache_size(), "eval": eval_step._cache_size()})

@@ -1,6 +1,7 @@
 """Command line: `sal-jax --config=experiments/configs/digits_mlp.py [--config.key=value ...] --workdir=DIR`."""
 from __future__ import annotations
 
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -14,7 +15,6 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collect
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results (JSON, table, plot).")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.mark_flags_as_required(["config"])
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a process stopped by SIGTERM
 
 
 def _main(argv: list[str]) -> None:
@@ -34,12 +34,18 @@ def _main(argv: list[str]) -> None:
         results = train_and_evaluate(config, workdir, progress=_PROGRESS.value)
     except ConfigError as error:
         sys.exit(f"error: {error}")
-    except Preempted as stop:
-        print(stop, file=sys.stderr)
-        sys.exit(PREEMPTED_EXIT_CODE)
+    except Preempted as stop:  # SIGTERM or Ctrl-C, after saving: 143 or 130, what schedulers and shells expect
+        _stop(str(stop), stop.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C where no checkpointer listens: before training, or with checkpoints off
+        _stop("interrupted (SIGINT): nothing saved since the last checkpoint, if any", 128 + signal.SIGINT)
     if results["table"]:  # process 0 of a multi-process run, or the only one
         print("\n".join(line for line in results["table"].splitlines() if not line.startswith("![")))
         print(f"\nwall time {results['wall_time']:.1f} s; results, table and plot in {workdir}/")
+
+
+def _stop(message: str, exit_code: int) -> None:
+    print(f"\n{message}", file=sys.stderr)  # on its own line, below any progress bar
+    sys.exit(exit_code)
 
 
 def run() -> None:

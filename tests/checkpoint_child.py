@@ -2,8 +2,10 @@
 
     python tests/checkpoint_child.py DIR OUT.npz MODE AT [ROUNDS]
 MODE "kill" sends SIGKILL to itself right after training step AT (before any save that step would
-trigger... or after it, as the step hook's order decides); MODE "term" sends SIGTERM after step AT
-(the run must save and stop at the next step); MODE "kill_after_level" sends SIGKILL right after the
+trigger... or after it, as the step hook's order decides); MODE "term" (or "int") sends SIGTERM (SIGINT)
+after step AT (the run must save and stop at the next step); MODE "term_in_setup" sends SIGTERM as this
+process starts computing a teacher cache for the AT-th time (a phase's setup: the run must stop there,
+before that phase's first step); MODE "kill_after_level" sends SIGKILL right after the
 phase-end checkpoint of phase AT is written; MODE "none" runs to the end. ROUNDS (default 1) is
 config.train.rounds. On completion the final variables of every phase (every round of every level,
 then the baseline) are written to OUT.npz.
@@ -20,10 +22,13 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import jax  # noqa: E402
 from conftest import blobs  # noqa: E402
 
-from sal_jax import checkpoint  # noqa: E402
+from sal_jax import checkpoint, ladder  # noqa: E402
 from sal_jax.config import default_config  # noqa: E402
 from sal_jax.ladder import train_ladder  # noqa: E402
 from sal_jax.models import make_ladder  # noqa: E402
+
+
+STEP_SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}
 
 
 def child_config(rounds: int = 1):
@@ -51,9 +56,17 @@ def main(directory, out, mode, at, rounds="1"):
 
         def wrapped(state, progress):
             on_step(state, progress)
-            if self.run_step == at and mode in ("kill", "term"):
-                os.kill(os.getpid(), signal.SIGKILL if mode == "kill" else signal.SIGTERM)
+            if self.run_step == at and mode in STEP_SIGNALS:
+                os.kill(os.getpid(), STEP_SIGNALS[mode])
         return wrapped
+
+    caches = []
+
+    def teacher_cache(*args, **kwargs):
+        caches.append(None)
+        if mode == "term_in_setup" and len(caches) == at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_cache(*args, **kwargs)
 
     def save(self, snapshot):
         original_save(self, snapshot)
@@ -62,12 +75,13 @@ def main(directory, out, mode, at, rounds="1"):
             os.kill(os.getpid(), signal.SIGKILL)
 
     checkpoint.RunCheckpointer.step_hook, checkpoint.RunCheckpointer.save = step_hook, save
+    original_cache, ladder.teacher_cache = ladder.teacher_cache, teacher_cache
     data = blobs()
     try:
         result = train_ladder(make_ladder(config.model, 3), data, config, checkpoint_dir=directory)
     except checkpoint.Preempted as stop:
         print(stop, file=sys.stderr)
-        sys.exit(143)
+        sys.exit(stop.exit_code)
     np.savez(out, *[np.asarray(leaf) for leaf in phase_leaves(result)])
 
 

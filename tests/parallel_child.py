@@ -93,7 +93,7 @@ def main(spec: dict) -> None:
                                   checkpoint_dir=spec.get("checkpoint_dir"))
         except checkpoint.Preempted as stop:
             print(stop, file=sys.stderr)
-            sys.exit(143)
+            sys.exit(stop.exit_code)
         out.update({f"{i}/{k}": v for k, v in record(result).items()})
     path = spec["out"] if jax.process_count() == 1 else spec["out"].replace(".npz", f".p{jax.process_index()}.npz")
     np.savez(path, **out)

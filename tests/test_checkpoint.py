@@ -103,13 +103,20 @@ def test_three_rounds_with_checkpoints_equal_three_rounds_without(tmp_path, refe
         np.testing.assert_array_equal(np.asarray(got), want)
 
 
-def test_sigterm_saves_stops_and_resumes_bit_identical(tmp_path, reference):
-    out = tmp_path / "final.npz"
-    for at in (7, 30):  # mid-level, off the save interval
-        proc = run_child(tmp_path / "ckpt", out, "term", at)
-        assert proc.returncode == 143, proc.stderr[-2000:]
-        assert f"preempted (SIGTERM): saved after training step {at + 1}" in proc.stderr
-    proc = run_child(tmp_path / "ckpt", out)
+def test_sigint_and_sigterm_save_stop_and_resume_bit_identical(tmp_path, reference):
+    """Ctrl-C (SIGINT) and SIGTERM mid-level save at the next step and exit 130 and 143; a SIGTERM while
+    a phase sets up (here: its teacher cache, after resuming mid-level 3) stops there, before any step."""
+    out, directory = tmp_path / "final.npz", tmp_path / "ckpt"
+    for mode, at, code in (("int", 7, 130), ("term", 30, 143)):  # mid-level, off the save interval
+        proc = run_child(directory, out, mode, at)
+        assert proc.returncode == code, proc.stderr[-2000:]
+        name = "SIGINT" if mode == "int" else "SIGTERM"
+        assert f"preempted ({name}): saved after training step {at + 1}, in 'SAL r1 L" in proc.stderr
+    proc = run_child(directory, out, "term_in_setup", 1)
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert ("preempted (SIGTERM): nothing trained since training step 31 (saved), while 'SAL r1 L3' was "
+            "setting up") in proc.stderr
+    proc = run_child(directory, out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"(training step {30 + 1})" in proc.stderr  # resumed exactly where SIGTERM saved
     assert_bit_identical(out, reference)

@@ -164,7 +164,7 @@ def test_sigterm_to_one_process_stops_all_at_the_same_step_then_resumes_on_one_d
     # Only process 0 got the signal. JAX's preemption service picks the sync step asynchronously (the first
     # step no process has reached when it hears of the signal), so it may be any step after TERM_AT, but it
     # must be the same on every process.
-    stopped = [re.search(r"preempted \(SIGTERM\): saved after training step (\d+)", err) for err in errors]
+    stopped = [re.search(r"preempted \(SIGTERM\): saved after training step (\d+), in ", err) for err in errors]
     assert all(stopped), errors
     steps = {int(match.group(1)) for match in stopped}
     assert len(steps) == 1 and min(steps) > TERM_AT, steps
