@@ -85,6 +85,9 @@ def test_rounds_continue_each_level_from_its_own_parameters(data, config):
     assert second.history[0]["train_ce"] < first.history[0]["train_ce"]  # level 1 resumed, not restarted
     assert result.plain_epoch_matched.steps == 2 * result.sal[2].steps    # epochs x rounds
     chex.assert_trees_all_equal(as_numpy(result.levels[0]), as_numpy(second.variables))
+    # Round 1's variables are returned too, and stay readable: round 2's first step must not delete them.
+    assert not np.array_equal(as_numpy(first.variables)["params"]["head"]["kernel"],
+                              as_numpy(second.variables)["params"]["head"]["kernel"])
 
 
 def test_a_users_own_modules_work_unchanged(data, config):
