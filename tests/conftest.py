@@ -1,5 +1,13 @@
-"""Shared fixtures: a tiny synthetic task and configs small enough for fast, exact tests."""
+"""Shared fixtures: a tiny synthetic task, configs small enough for fast, exact tests, and the real datasets.
+
+Real-data tests take `real_tfds_dir` / `real_text_dir`. Their root is $SAL_JAX_TEST_DATA (a folder holding
+`tensorflow_datasets/` and `datasets/`, see the README's "Datasets"), else `<repo>/../shared` if it exists.
+Without it they skip, so a fresh clone passes; with SAL_JAX_REQUIRE_TEST_DATA=1 (CI) they fail instead.
+"""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import ml_collections
 import numpy as np
@@ -37,3 +45,28 @@ def config() -> ml_collections.ConfigDict:
     c.train.batch_size = 32
     c.train.learning_rate = 3e-2
     return c
+
+
+def _real_data(subfolder: str) -> Path:
+    """<root>/<subfolder>, or a skip (a failure when SAL_JAX_REQUIRE_TEST_DATA=1) that says what to set."""
+    root = os.environ.get("SAL_JAX_TEST_DATA") or Path(__file__).resolve().parents[1].parent / "shared"
+    path = Path(root) / subfolder
+    if path.is_dir():
+        return path
+    reason = (f"real data not found at {path}: set SAL_JAX_TEST_DATA to a folder holding tensorflow_datasets/ "
+              f"and datasets/ (README, \"Datasets\")")
+    if os.environ.get("SAL_JAX_REQUIRE_TEST_DATA") == "1":
+        pytest.fail(f"{reason}; SAL_JAX_REQUIRE_TEST_DATA=1 forbids skipping", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def real_tfds_dir() -> Path:
+    """The TFDS data directory with the prepared `mnist` and `cifar10`."""
+    return _real_data("tensorflow_datasets")
+
+
+@pytest.fixture(scope="session")
+def real_text_dir() -> Path:
+    """The folder holding `trec/` and `emotion/` raw text files."""
+    return _real_data("datasets")
