@@ -150,9 +150,11 @@ def test_cifar10_shapes_labels_and_counts(cifar10):
 def test_cifar10_uses_train_channel_stats_for_both_splits(cifar10, real_tfds_dir):
     raw_train, _, raw_test, _ = load_raw_images("cifar10", real_tfds_dir)
     mean, std = channel_stats(raw_train)
-    # README: the JPEG copy keeps the usual means and has slightly lower stds.
+    # This project's JPEG copy keeps the usual means and has slightly lower stds than the original pixels,
+    # which a copy prepared by TFDS itself has (README, "Datasets"); either is CIFAR-10.
     np.testing.assert_allclose(mean, [0.4914, 0.4822, 0.4465], atol=1e-3)
-    np.testing.assert_allclose(std, [0.2452, 0.2428, 0.2606], atol=1e-3)
+    jpeg_std, original_std = [0.2452, 0.2428, 0.2606], [0.2470, 0.2435, 0.2616]
+    assert np.allclose(std, jpeg_std, atol=1e-3) or np.allclose(std, original_std, atol=1e-3), std
     for c in range(3):
         channel = cifar10.x_train[..., c]
         assert abs(channel.mean(dtype=np.float64)) < 1e-4 and abs(channel.std(dtype=np.float64) - 1) < 1e-4
