@@ -48,15 +48,16 @@ def config() -> ml_collections.ConfigDict:
 
 
 def _real_data(subfolder: str) -> Path:
-    """<root>/<subfolder>, or a skip (a failure when SAL_JAX_REQUIRE_TEST_DATA=1) that says what to set."""
-    root = os.environ.get("SAL_JAX_TEST_DATA") or Path(__file__).resolve().parents[1].parent / "shared"
+    """<root>/<subfolder>, or a skip (a failure when SAL_JAX_REQUIRE_TEST_DATA is set) that says what to set."""
+    root = os.environ.get("SAL_JAX_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared"  # <repo>/../shared
     path = Path(root) / subfolder
     if path.is_dir():
         return path
     reason = (f"real data not found at {path}: set SAL_JAX_TEST_DATA to a folder holding tensorflow_datasets/ "
-              f"and datasets/ (README, \"Datasets\")")
-    if os.environ.get("SAL_JAX_REQUIRE_TEST_DATA") == "1":
-        pytest.fail(f"{reason}; SAL_JAX_REQUIRE_TEST_DATA=1 forbids skipping", pytrace=False)
+              f'and datasets/ (README, "Datasets")')
+    required = os.environ.get("SAL_JAX_REQUIRE_TEST_DATA", "0")
+    if required not in ("", "0"):  # any value but 0: "true" must not quietly mean "may skip"
+        pytest.fail(f"{reason}; SAL_JAX_REQUIRE_TEST_DATA={required} forbids skipping", pytrace=False)
     pytest.skip(reason)
 
 
