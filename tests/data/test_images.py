@@ -1,8 +1,8 @@
 """MNIST / CIFAR-10 loading and the augmentation.
 
-The `tiny_tfds_dir` tests check the loader on small TFDS copies written by the tests (see conftest.py for
-their pixels); the `real_tfds_dir` tests check the real datasets against the numbers of the README of the
-prepared data (shared/datasets/README.md). Each real dataset is read once per session.
+The `tiny_tfds_dir` tests check the loader on small TFDS copies written by the tests (tests/conftest.py
+describes their pixels); the `real_tfds_dir` tests check the real datasets against the numbers of the
+README of the prepared data (shared/datasets/README.md). Each real dataset is read once per session.
 """
 from __future__ import annotations
 

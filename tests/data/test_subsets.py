@@ -43,7 +43,7 @@ def test_too_large_or_non_positive_per_class_is_an_error(indexed):
 
 
 def test_subset_of_tiny_emotion_data(tiny_text_dir):
-    data, _ = load_text_dataset("emotion", str(tiny_text_dir))  # per class 3 4 2 2 2 2 (conftest.py)
+    data, _ = load_text_dataset("emotion", str(tiny_text_dir))  # per class 3 4 2 2 2 2 (tests/conftest.py)
     sub = per_class_subset(data, per_class=2, seed=0)
     assert np.bincount(sub.y_train).tolist() == [2] * 6 and sub.x_train.shape == (12, 32)
     assert {tuple(row) for row in sub.x_train} <= {tuple(row) for row in data.x_train}

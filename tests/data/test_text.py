@@ -1,8 +1,8 @@
 """TREC and emotion loading.
 
 The `tiny_text_dir` tests check parsing, vocabulary and encoding on small files in the real formats,
-written by the tests (see conftest.py for their lines); the `real_text_dir` tests check the real files
-against the counts of the README of the prepared data (shared/datasets/README.md).
+written by the tests (tests/conftest.py holds their lines); the `real_text_dir` tests check the real
+files against the counts of the README of the prepared data (shared/datasets/README.md).
 """
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ def test_vocab_is_train_only_ordered_by_frequency_then_alphabet(emotion, real_te
 
 def test_test_only_words_map_to_unknown(emotion, real_text_dir):
     data, vocab = emotion
-    train_words = {t for line in _lines(real_text_dir / "emotion" / "train.txt") for t in tokenize(line.rsplit(";", 1)[0])}
+    train_lines = _lines(real_text_dir / "emotion" / "train.txt")
+    train_words = {t for line in train_lines for t in tokenize(line.rsplit(";", 1)[0])}
     test_texts = [line.rsplit(";", 1)[0] for line in _lines(real_text_dir / "emotion" / "test.txt")]
     found = 0
     for row, text in enumerate(test_texts):
