@@ -8,7 +8,6 @@ import pytest
 from sal_jax.train import apply_quick, train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 CONFIGS = sorted((ROOT / "experiments" / "configs").glob("*.py"))
 
 
@@ -39,10 +38,10 @@ def test_quick_overrides_apply_only_when_asked():
     assert config.model.levels == (1, 2, 3)  # the original is not modified
 
 
-def test_quick_text_experiment_end_to_end(tmp_path):
+def test_quick_text_experiment_end_to_end(tmp_path, real_text_dir):
     config = load_config(ROOT / "experiments" / "configs" / "text_gru.py")
     config.quick = True
-    config.data.data_dir = str(SHARED / "datasets")
+    config.data.data_dir = str(real_text_dir)
     results = train_and_evaluate(config, str(tmp_path), progress=False)
     (cell,) = json.loads((tmp_path / "results.json").read_text())["cells"]
     assert cell["dataset"]["train"] == 120 and len(cell["runs"]) == 2     # 20 per class x 6; 2 seeds

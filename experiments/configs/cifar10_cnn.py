@@ -1,8 +1,9 @@
 """Experiment 3 — CIFAR-10, small CNN ladder (1, 2, 3 conv blocks of 16, 32, 64 channels, BatchNorm).
 
 SAL vs plain (epoch- and time-matched) and both ablations, 3 seeds, at 500 and 1,000 training examples
-per class (one CPU core trains both sizes in about 7 minutes per seed); test on all 10,000 test images. This
-CIFAR-10 copy is a JPEG re-encoding (see ../shared/datasets/README.md), so absolute accuracies are not comparable to papers.
+per class (one CPU core trains both sizes in about 7 minutes per seed); test on all 10,000 test images. The
+CIFAR-10 copy behind experiments/results (../shared) is a JPEG re-encoding, so those accuracies are not comparable
+to papers; a copy prepared by TFDS (README, "Datasets") has the original pixels.
 
 Command:
     sal-jax --config=experiments/configs/cifar10_cnn.py --workdir=experiments/results/cifar10_cnn

@@ -6,6 +6,8 @@ class (the full 16,000 would take about 45 minutes on one core); test on all 2,0
 Command:
     sal-jax --config=experiments/configs/emotion_gru.py --config.data.data_dir=../shared/datasets \\
         --workdir=experiments/results/emotion_gru
+--config.data.data_dir: the folder holding trec/ and emotion/ (README, "Datasets"); ../shared/datasets is
+this project's.
 Run time on 2 CPU cores: about 12 minutes (one core). `--config.quick=True`: under a minute.
 """
 import os

@@ -6,6 +6,8 @@ questions) and on 80 per class (TREC's rarest class has 86). CARER emotion: emot
 Command:
     sal-jax --config=experiments/configs/text_gru.py --config.data.data_dir=../shared/datasets \\
         --workdir=experiments/results/trec_gru
+--config.data.data_dir: the folder holding trec/ and emotion/ (README, "Datasets"); ../shared/datasets is
+this project's.
 Run time on 2 CPU cores: about 10 minutes (one core). `--config.quick=True`: under a minute.
 """
 from sal_jax.config import default_config

@@ -22,7 +22,7 @@ def _load_full(data: ml_collections.ConfigDict, family: str) -> ArrayDataset:
     if data.name in LABEL_NAMES:
         if not data.data_dir:
             raise ConfigError(f"config.data.data_dir: text dataset {data.name!r} needs the folder that holds "
-                              f"trec/ and emotion/ (e.g. ../shared/datasets)")
+                              f'trec/ and emotion/ (README, "Datasets")')
         return load_text_dataset(data.name, data.data_dir, max_len=data.max_len)[0]
     raise ConfigError(f"config.data.name: unknown dataset {data.name!r}; choose from {list(DATASETS)}")
 

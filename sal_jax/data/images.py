@@ -102,7 +102,8 @@ def load_image_dataset(name: str, data_dir: str | None = None) -> ArrayDataset:
     """MNIST (28x28x1) or CIFAR-10 (32x32x3) as standardised float32 NHWC arrays with int32 labels.
 
     MNIST uses the customary constants 0.1307 / 0.3081; CIFAR-10 uses the per-channel statistics of its
-    own train split (this copy is a JPEG re-encoding, so the usual published constants are slightly off).
+    own train split, because copies differ (this project's is a JPEG re-encoding, for which the usual
+    published constants are slightly off).
     The test split is standardised with the train statistics.
     """
     x_train, y_train, x_test, y_test = load_raw_images(name, data_dir)

@@ -1,14 +1,10 @@
 """load_dataset: one entry point from config to data, with its checks."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from sal_jax.config import default_config
 from sal_jax.data import load_dataset
 from sal_jax.errors import ConfigError
-
-SHARED = Path(__file__).resolve().parents[3] / "shared"
 
 
 def data_config(name, **values):
@@ -18,9 +14,10 @@ def data_config(name, **values):
     return data
 
 
-def test_family_and_dataset_must_fit():
+def test_family_and_dataset_must_fit(tmp_path):
+    # An empty data_dir: the family check comes before any file is read.
     with pytest.raises(ConfigError, match=r"config.model.family: 'mlp' cannot read dataset 'trec' \(text needs"):
-        load_dataset(data_config("trec", data_dir=str(SHARED / "datasets")), "mlp")
+        load_dataset(data_config("trec", data_dir=str(tmp_path)), "mlp")
     with pytest.raises(ConfigError, match=r"config.model.family: 'rnn' cannot read dataset 'digits'"):
         load_dataset(data_config("digits"), "rnn")
 
@@ -50,6 +47,18 @@ def test_too_large_a_subset_names_the_field():
         load_dataset(data_config("digits", per_class=500))
 
 
-def test_cnn_gets_images_with_spatial_axes():
+def test_cnn_gets_images_with_spatial_axes(tiny_tfds_dir):
     assert load_dataset(data_config("digits"), "cnn").x_train.shape[1:] == (8, 8, 1)
-    assert load_dataset(data_config("trec", data_dir=str(SHARED / "datasets")), "rnn").vocab_size > 1000
+    assert load_dataset(data_config("cifar10", data_dir=str(tiny_tfds_dir)), "cnn").x_train.shape == (10, 32, 32, 3)
+
+
+def test_tiny_image_and_text_data_come_through_load_dataset(tiny_tfds_dir, tiny_text_dir):
+    mnist = load_dataset(data_config("mnist", data_dir=str(tiny_tfds_dir), per_class=1, subset_seed=0), "mlp")
+    assert np.bincount(mnist.y_train).tolist() == [1] * 10 and mnist.x_train.shape == (10, 28, 28, 1)
+    assert len(mnist.y_test) == 10  # the test split is never cut
+    trec = load_dataset(data_config("trec", data_dir=str(tiny_text_dir), max_len=5), "rnn")
+    assert trec.vocab_size == 21 and trec.x_train.shape == (6, 5)  # the tiny TREC.train has 19 distinct tokens
+
+
+def test_real_trec_comes_through_load_dataset(real_text_dir):
+    assert load_dataset(data_config("trec", data_dir=str(real_text_dir)), "rnn").vocab_size > 1000

@@ -1,8 +1,6 @@
 """Class-balanced training subsets."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -10,8 +8,6 @@ from sal_jax.data.arrays import ArrayDataset
 from sal_jax.data.subsets import per_class_subset
 from sal_jax.data.text import load_text_dataset
 from sal_jax.errors import ConfigError
-
-DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "datasets"  # <repo>/../shared/datasets
 
 
 @pytest.fixture
@@ -46,8 +42,17 @@ def test_too_large_or_non_positive_per_class_is_an_error(indexed):
             per_class_subset(indexed, bad, seed=0)
 
 
-def test_subset_of_real_emotion_data():
-    data, _ = load_text_dataset("emotion", str(DATA_DIR))
+def test_subset_of_tiny_emotion_data(tiny_text_dir):
+    data, _ = load_text_dataset("emotion", str(tiny_text_dir))  # per class 3 4 2 2 2 2 (tests/conftest.py)
+    sub = per_class_subset(data, per_class=2, seed=0)
+    assert np.bincount(sub.y_train).tolist() == [2] * 6 and sub.x_train.shape == (12, 32)
+    assert {tuple(row) for row in sub.x_train} <= {tuple(row) for row in data.x_train}
+    with pytest.raises(ConfigError, match="per_class=3 but class 2 of dataset 'emotion' has only 2"):
+        per_class_subset(data, per_class=3, seed=0)
+
+
+def test_subset_of_real_emotion_data(real_text_dir):
+    data, _ = load_text_dataset("emotion", str(real_text_dir))
     sub = per_class_subset(data, per_class=572, seed=0)  # 572 = size of the rarest class, surprise
     assert np.bincount(sub.y_train).tolist() == [572] * 6 and sub.x_train.shape == (3432, 32)
     with pytest.raises(ConfigError, match="per_class=573 but class 5"):
