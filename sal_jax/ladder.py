@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from sal_jax import parallel
 from sal_jax.data.arrays import ArrayDataset, epoch_order
 from sal_jax.data.images import augment_images
+from sal_jax.determinism import apply_determinism
 from sal_jax.guidance import make_guidance
 from sal_jax.levels import Variables
 from sal_jax.step import TrainState, add_metrics, init_state, level_variables, make_eval_step, make_train_step
@@ -256,8 +257,10 @@ def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_col
     `config.train.rounds` rounds; then the plain baselines of the bottom level that the config asks for.
 
     With `checkpoint_dir`, the run is checkpointed there and, if checkpoints exist, resumed exactly from
-    the newest readable one (see sal_jax.checkpoint).
+    the newest readable one (see sal_jax.checkpoint). With `config.deterministic`, call
+    `sal_jax.enable_determinism()` before anything touches a device (or this does it, if nothing has).
     """
+    apply_determinism(config.deterministic)
     validate_run(levels, data, config)
     phases = ladder_phases(len(levels), config)
     if checkpoint_dir is None:

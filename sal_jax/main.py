@@ -27,9 +27,11 @@ def _main(argv: list[str]) -> None:
     config = _CONFIG.value
     workdir = _WORKDIR.value or f"runs/{config.data.name}_{config.model.family}"
     from sal_jax.checkpoint import Preempted
+    from sal_jax.determinism import apply_determinism
     from sal_jax.parallel import initialize_distributed
 
     try:
+        apply_determinism(config.deterministic)  # XLA reads its flags when the backend starts: before that
         initialize_distributed(config.parallel)  # before anything touches devices; see config.parallel
         results = train_and_evaluate(config, workdir, progress=_PROGRESS.value)
     except ConfigError as error:

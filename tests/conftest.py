@@ -33,6 +33,14 @@ import pytest
 
 from sal_jax.config import default_config
 from sal_jax.data.arrays import ArrayDataset
+from sal_jax.determinism import enable_determinism
+
+# The suite runs in deterministic mode (before anything starts JAX's backend, for the child processes
+# that import this module too): on a GPU the tests then promise what a deterministic run gives, bit for
+# bit where tests/promises.py says so. On a CPU it changes nothing. SAL_JAX_TEST_DETERMINISTIC=0 runs
+# the suite in the backend's default mode (see DEVELOPERS.md).
+if os.environ.get("SAL_JAX_TEST_DETERMINISTIC", "1") != "0":
+    enable_determinism()
 
 
 def blobs(n_train: int = 150, n_test: int = 60, dim: int = 8, classes: int = 3, seed: int = 0) -> ArrayDataset:

@@ -11,6 +11,7 @@ import pytest
 
 from checkpoint_child import child_config, phase_leaves
 from conftest import blobs
+from promises import assert_reproduced
 from sal_jax.checkpoint import config_differences, flat_config, load_level
 from sal_jax.errors import ConfigError
 from sal_jax.ladder import train_ladder
@@ -48,12 +49,18 @@ def run_child(directory, out, mode="none", at=0, rounds=1):
                           capture_output=True, text=True, timeout=300)
 
 
+# Where a backend does not reproduce a program bit for bit (a GPU outside deterministic mode), an
+# interrupted run still continues the same computation: equal to float32 rounding, grown over up to
+# 120 Adam steps at lr 3e-2 (test_parallel measures <= 1e-6 after 24 steps at lr 1e-2 across meshes).
+RESUME_ATOL = 1e-4
+
+
 def assert_bit_identical(out, reference):
+    """The child's saved variables equal the uninterrupted run's: bitwise where promises.py says so."""
     saved = np.load(out)
     leaves = [saved[f"arr_{i}"] for i in range(len(saved.files))]
     assert len(leaves) == len(reference)
-    for got, want in zip(leaves, reference):
-        np.testing.assert_array_equal(got, want)
+    assert_reproduced(leaves, reference, atol=RESUME_ATOL)
 
 
 def kill_and_resume(directory, out, kills, rounds=1):
@@ -96,11 +103,9 @@ def test_three_rounds_with_checkpoints_equal_three_rounds_without(tmp_path, refe
     directory = str(tmp_path / "ckpt")
     result = train_ladder(make_ladder(config.model, 3), blobs(), config, checkpoint_dir=directory)
     assert [(run.round, run.level) for run in result.sal] == [(r, k) for r in (1, 2, 3) for k in (1, 2, 3)]
-    for got, want in zip(phase_leaves(result), references(3), strict=True):
-        np.testing.assert_array_equal(np.asarray(got), want)
+    assert_reproduced([np.asarray(leaf) for leaf in phase_leaves(result)], references(3), atol=RESUME_ATOL)
     again = train_ladder(make_ladder(config.model, 3), blobs(), config, checkpoint_dir=directory)
-    for got, want in zip(phase_leaves(again), references(3), strict=True):
-        np.testing.assert_array_equal(np.asarray(got), want)
+    assert_reproduced([np.asarray(leaf) for leaf in phase_leaves(again)], references(3), atol=RESUME_ATOL)
 
 
 def test_sigint_and_sigterm_save_stop_and_resume_bit_identical(tmp_path, reference):
@@ -172,9 +177,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, interrup
             f.write_bytes(b"\0garbage" * 3)  # corrupt every data file of the newest checkpoint
     with pytest.warns(UserWarning, match=rf"checkpoint {latest} in .* is unreadable .* falling back"):
         result = train_ladder(make_ladder(child_config().model, 3), blobs(), child_config(), checkpoint_dir=str(directory))
-    got = [np.asarray(leaf) for leaf in phase_leaves(result)]
-    for a, b in zip(got, reference):
-        np.testing.assert_array_equal(a, b)
+    assert_reproduced([np.asarray(leaf) for leaf in phase_leaves(result)], reference, atol=RESUME_ATOL)
 
 
 def test_a_changed_config_is_refused_naming_the_keys(tmp_path, interrupted):
@@ -211,8 +214,9 @@ def test_load_a_trained_level_and_predict(tmp_path, reference):
     for level in (1, 3):
         module, variables = load_level(str(tmp_path / "run"), level)
         assert module == make_ladder(config.model, 3)[level - 1]
-        np.testing.assert_array_equal(predict(module, variables, data.x_test),
-                                      predict(module, result.levels[level - 1], data.x_test))
+        # the restored variables are a copy: the same program on the same inputs
+        assert_reproduced(predict(module, variables, data.x_test), predict(module, result.levels[level - 1],
+                                                                           data.x_test), atol=1e-6)
     with pytest.raises(ConfigError, match="no checkpoint directory at"):
         load_level(str(tmp_path / "missing"), 1)
 

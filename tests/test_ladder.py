@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from promises import assert_reproduced, assert_same_math
 from sal_jax.ladder import evaluate, train_ladder, train_level
 from sal_jax.models import make_ladder
 from sal_jax.step import TrainState, make_eval_step
@@ -47,12 +48,14 @@ def test_zero_guidance_weights_give_bit_identical_plain_training(data, config):
     config.guidance.hidden_weight = 0.0
     config.guidance.output_weight = 0.0
     *_, guided, plain = top_guided_plain(data, config)
-    chex.assert_trees_all_equal(as_numpy(guided.variables), as_numpy(plain.variables))
+    # Two programs, equal in exact arithmetic: bitwise on a CPU; a GPU fuses them differently (7e-9 per
+    # gradient measured on an H200), and 12 Adam steps at lr 3e-2 carry that to at most ~1e-6.
+    assert_same_math(as_numpy(guided.variables), as_numpy(plain.variables), atol=1e-5)
 
 
 def test_guidance_changes_training_and_leaves_the_teacher_alone(data, config):
     _, _, top, snapshot, guided, plain = top_guided_plain(data, config)
-    chex.assert_trees_all_equal(as_numpy(top.variables), snapshot)
+    chex.assert_trees_all_equal(as_numpy(top.variables), snapshot)  # untouched: bitwise on every backend
     assert not np.array_equal(guided.variables["params"]["head"]["kernel"], plain.variables["params"]["head"]["kernel"])
 
 
@@ -115,7 +118,7 @@ def test_identical_runs_are_bit_identical(data, config):
     config.baselines.time_matched = False
     a = train_ladder(make_ladder(config.model, data.num_classes), data, config)
     b = train_ladder(make_ladder(config.model, data.num_classes), data, config)
-    chex.assert_trees_all_equal(as_numpy(a.levels), as_numpy(b.levels))
+    assert_reproduced(as_numpy(a.levels), as_numpy(b.levels), atol=1e-5)
 
 
 def test_augmentation_is_a_pure_function_of_the_run_position(config):
@@ -130,5 +133,5 @@ def test_augmentation_is_a_pure_function_of_the_run_position(config):
     b = train_level(cnn, images, config, level=1)
     config.data.augment = False
     c = train_level(cnn, images, config, level=1)
-    chex.assert_trees_all_equal(as_numpy(a.variables), as_numpy(b.variables))
+    assert_reproduced(as_numpy(a.variables), as_numpy(b.variables), atol=1e-5)
     assert not np.array_equal(a.variables["params"]["head"]["kernel"], c.variables["params"]["head"]["kernel"])

@@ -7,6 +7,7 @@ import numpy as np
 import optax
 import pytest
 
+from promises import MATMUL_RTOL, assert_same_math
 from sal_jax.config import default_config
 from sal_jax.guidance import Guidance, make_guidance
 from sal_jax.models import CNN, MLP
@@ -51,7 +52,7 @@ class GuidedStepTest(chex.TestCase):
 
         grads = self.variant(jax.grad(loss_of_teacher))(teacher_vars)
         for leaf in jax.tree.leaves(grads):
-            np.testing.assert_array_equal(leaf, 0.0)
+            np.testing.assert_array_equal(leaf, 0.0)  # stop_gradient: exactly zero on every backend
         # ...while the guidance terms do depend on the teacher (so the zero is the stop-gradient's doing)
         _, (metrics, _) = loss_terms(student, guidance, state.params, {}, teacher_vars, batch, state.step, True)
         assert metrics["hidden"] > 0 and metrics["output"] > 0
@@ -71,7 +72,8 @@ class GuidedStepTest(chex.TestCase):
             fn = lambda p: loss_terms(student, g, p, {}, tv, batch, state.step, True)[0]
             return self.variant(jax.grad(fn))(state.params)["model"]
 
-        chex.assert_trees_all_equal(grad_with(zeroed, teacher_vars), grad_with(None, None))
+        # Two programs, equal in exact arithmetic: a GPU fuses them differently (7e-9 measured, H200).
+        assert_same_math(grad_with(zeroed, teacher_vars), grad_with(None, None), atol=1e-6)
 
 
 def test_teacher_variables_survive_steps_unchanged(mlp_batch):
@@ -146,7 +148,8 @@ def test_eval_uses_running_averages_so_examples_do_not_interact():
     eval_step = make_eval_step(student)
     whole = eval_step(state, None, batch)
     one_by_one = [eval_step(state, None, jax.tree.map(lambda a: a[i:i + 1], batch)) for i in range(16)]
-    np.testing.assert_allclose(sum(float(m["ce"]) for m in one_by_one), float(whole["ce"]), rtol=1e-5)
+    # One batch of 16 and 16 batches of one: the same math in differently shaped convolutions.
+    np.testing.assert_allclose(sum(float(m["ce"]) for m in one_by_one), float(whole["ce"]), rtol=MATMUL_RTOL)
 
 
 def test_one_compilation_per_level_for_train_and_eval(mlp_batch):
@@ -172,4 +175,5 @@ def test_projection_is_resize_then_channel_map_in_either_order(student_shape, ta
     bias = bias + 0.5  # a nonzero bias: resizing must carry it unchanged
     got = projection.apply({"params": {"linear": {"kernel": kernel, "bias": bias}}}, h)
     resized = jax.image.resize(h, (3, *target[:-1], student_shape[-1]), method="linear")
-    np.testing.assert_allclose(got, resized @ kernel + bias, rtol=1e-5, atol=1e-5)
+    # Resize and channel map commute in exact arithmetic; float32 matmuls at the backend's precision.
+    np.testing.assert_allclose(got, resized @ kernel + bias, rtol=MATMUL_RTOL, atol=MATMUL_RTOL)

@@ -6,6 +6,7 @@ import pytest
 
 import optax
 
+from promises import MATMUL_RTOL
 from sal_jax.data.arrays import batches
 from sal_jax.data.digits import load_digits_dataset
 from sal_jax.step import init_state, make_eval_step
@@ -24,9 +25,12 @@ def guided_pair(data, config, teacher, student):
 
 
 def assert_same_training(cached, uncached):
+    """Same math, different programs (the teacher's forward pass in its own jit, or fused into the step):
+    not bitwise even on a CPU. Losses agree to float32 matmul rounding at the backend's precision; the
+    parameters, after every step's rounding has moved them, to 1e-4 relative."""
     for a, b in zip(cached.history, uncached.history):
         for key in ("train_loss", "train_ce", "train_hidden", "train_output"):
-            np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
+            np.testing.assert_allclose(a[key], b[key], rtol=MATMUL_RTOL, err_msg=key)
     chex.assert_trees_all_close(jax.device_get(cached.variables), jax.device_get(uncached.variables),
                                 rtol=1e-4, atol=1e-5)
 
@@ -52,7 +56,7 @@ def test_the_cache_really_replaces_the_teacher(data, config):
     assert cache["teacher_logits"].shape == (150, 3)
     assert set(cache) == {"teacher_logits", "teacher_feature_1"}
     logits, _ = teacher.apply(top.variables, data.x_train)
-    np.testing.assert_allclose(cache["teacher_logits"], logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cache["teacher_logits"], logits, rtol=MATMUL_RTOL, atol=1e-6)  # jitted vs eager
 
     zeroed = jax.tree.map(np.zeros_like, top.variables)
     batch = next(batches(data.x_train, data.y_train, 32, extras=cache))
@@ -60,7 +64,8 @@ def test_the_cache_really_replaces_the_teacher(data, config):
     state = init_state(student, optax.sgd(0.1), jax.random.key(0), batch["x"], guidance)
     eval_step = make_eval_step(student, guidance)
     with_cache = eval_step(state, zeroed, batch)
-    np.testing.assert_allclose(with_cache["hidden"], eval_step(state, top.variables, plain_batch)["hidden"], rtol=1e-5)
+    np.testing.assert_allclose(with_cache["hidden"], eval_step(state, top.variables, plain_batch)["hidden"],
+                               rtol=MATMUL_RTOL)
     assert not np.allclose(with_cache["hidden"], eval_step(state, zeroed, plain_batch)["hidden"])
 
 

@@ -47,7 +47,7 @@ def test_reshape_max_pool_matches_flax_max_pool_in_values_and_gradients(shape):
     x = jax.random.normal(jax.random.key(0), shape)  # no ties: both gradients pick the same element
     cotangent = jax.random.normal(jax.random.key(1), (shape[0], shape[1] // 2, shape[2] // 2, shape[3]))
     flax_pool = lambda h: nn.max_pool(h, (2, 2), strides=(2, 2))
-    for pool in (jax.jit(max_pool_2x2), max_pool_2x2):
+    for pool in (jax.jit(max_pool_2x2), max_pool_2x2):  # a max rounds nothing: bitwise on every backend
         np.testing.assert_array_equal(pool(x), flax_pool(x))
         grad = jax.vjp(pool, x)[1](cotangent)[0]
         np.testing.assert_array_equal(grad, jax.vjp(flax_pool, x)[1](cotangent)[0])
