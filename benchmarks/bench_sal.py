@@ -23,6 +23,7 @@ import optax
 from common import (Setup, bench_config, dataset, device_batches, host_batches, interleaved, setups, step_timer,
                     step_variant, xla_cost)
 from sal_jax.data.arrays import ArrayDataset
+from sal_jax.determinism import determinism_enabled, enable_determinism
 from sal_jax.guidance import make_guidance
 from sal_jax.ladder import train_ladder, train_level
 from sal_jax.teacher_cache import teacher_cache
@@ -31,6 +32,8 @@ _FAMILIES = flags.DEFINE_list("families", ["mlp", "cnn", "rnn", "rnn_unpadded"],
 _TORCH = flags.DEFINE_bool("torch", False, "Also measure the PyTorch eager reference (needs torch).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repetitions per measurement.")
 _STEPS = flags.DEFINE_integer("steps", 0, "Steps per timed repetition; 0 = the family's own (~0.3 s).")
+_DETERMINISTIC = flags.DEFINE_bool("deterministic", False, "Measure with config.deterministic's switch on "
+                                   "(a process-wide setting: compare two runs, one with and one without).")
 
 
 def measure_family(family: str, setup: Setup, repeats: int, steps: int, with_torch: bool) -> dict[str, Any]:
@@ -144,6 +147,8 @@ def profile(results: dict[str, dict[str, Any]]) -> str:
 
 def main(argv):
     del argv
+    if _DETERMINISTIC.value:
+        enable_determinism()  # before anything below starts the backend
     catalogue = setups()
     results = {}
     for fam in _FAMILIES.value:
@@ -154,7 +159,8 @@ def main(argv):
               + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in results[fam]["times"].items()), file=sys.stderr)
     print(report(results))
     print(f"\npeak host memory (max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; "
-          f"devices: {jax.devices()}; cores available: {len(os.sched_getaffinity(0))}")
+          f"devices: {jax.devices()}; cores available: {len(os.sched_getaffinity(0))}; "
+          f"deterministic: {determinism_enabled()}")
 
 
 if __name__ == "__main__":

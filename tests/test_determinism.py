@@ -38,11 +38,16 @@ def environment(**values: str) -> dict[str, str]:
     return {**env, **values}
 
 
+@pytest.mark.skipif(os.environ.get("SAL_JAX_TEST_DETERMINISTIC") == "0",
+                    reason="the suite runs in the backend's default mode (SAL_JAX_TEST_DETERMINISTIC=0)")
 def test_the_suite_runs_deterministic_and_the_switch_sets_flag_and_precision():
     assert determinism_enabled()  # tests/conftest.py, before the backend started
     assert XLA_FLAG in os.environ["XLA_FLAGS"].split()
     assert jax.config.jax_default_matmul_precision == MATMUL_PRECISION
     apply_determinism(True)  # again, after the backend started: already on, nothing to do
+
+
+def test_the_setting_must_be_a_bool():
     with pytest.raises(ConfigError, match=r"^config.deterministic: must be True or False, got 'yes'$"):
         apply_determinism("yes")
 
