@@ -30,9 +30,9 @@ from sal_jax.errors import ConfigError
 # Config keys that do not change a ladder run's results: they may differ between a run and its
 # resumption. (A sweep cell's own size and epochs are copied into data.per_class / train.epochs.)
 # parallel.*: the mesh changes results only by float rounding, and resuming on another topology is the point.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a scheduler's preemption, and Ctrl-C
 RESULT_NEUTRAL = ("checkpoint.", "num_seeds", "quick", "sweep.", "ablations", "parallel.")
 ARRAY_ITEMS = ("finished", "state", "sums")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a scheduler's preemption, and Ctrl-C
 
 
 def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
@@ -195,8 +195,8 @@ class RunCheckpointer:
             if self._preempted():
                 self.save(snapshot_fn(state, progress))
                 self.manager.wait_until_finished()
-                raise Preempted(self._stopped(f"saved after training step {self.run_step}, in '{self.phase_name}'"),
-                                self.stop_signal)
+                where = f"saved after training step {self.run_step}, in '{self.phase_name}'"
+                raise Preempted(self._stopped(where), self.stop_signal)
             if self.run_step % self.every_steps == 0:
                 self.save(snapshot_fn(state, progress))
         return on_step
