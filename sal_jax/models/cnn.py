@@ -44,8 +44,3 @@ def max_pool_2x2(h: jax.Array) -> jax.Array:
     b, height, width, c = h.shape
     h = h[:, : height // 2 * 2, : width // 2 * 2]
     return h.reshape(b, height // 2, 2, width // 2, 2, c).max(axis=(2, 4))
-
-
-def cnn_ladder(blocks: Sequence[int], channels: Sequence[int], num_classes: int, batch_norm: bool) -> list[CNN]:
-    """Level k has blocks[k] conv blocks with channels[:blocks[k]]: deeper levels add wider blocks."""
-    return [CNN(tuple(channels[:b]), num_classes, batch_norm) for b in blocks]

@@ -1,7 +1,6 @@
 """MLP levels: a depth ladder at fixed width."""
 from __future__ import annotations
 
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -31,7 +30,3 @@ class MLP(nn.Module):
             h = act(nn.Dense(self.width, name=f"dense_{i}")(h))
             features.append(h)
         return nn.Dense(self.num_classes, name="head")(h), tuple(features)
-
-
-def mlp_ladder(hidden_layers: Sequence[int], width: int, num_classes: int, activation: str) -> list[MLP]:
-    return [MLP(depth, width, num_classes, activation) for depth in hidden_layers]

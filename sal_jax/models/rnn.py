@@ -1,13 +1,13 @@
 """RNN levels: token embedding + a ladder of stacked GRU/LSTM layers for text classification."""
 from __future__ import annotations
 
-from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-PAD_ID = 0
+from sal_jax.data.text import PAD_ID
+
 CELLS = {"gru": nn.GRUCell, "lstm": nn.OptimizedLSTMCell}
 
 
@@ -37,8 +37,3 @@ class RNN(nn.Module):
                 h, seq_lengths=lengths)
             features.append(carry[1] if self.cell == "lstm" else carry)  # LSTM carry is (c, h)
         return nn.Dense(self.num_classes, name="head")(features[-1]), tuple(features)
-
-
-def rnn_ladder(layers: Sequence[int], hidden: int, vocab_size: int, num_classes: int,
-               embed_dim: int, cell: str) -> list[RNN]:
-    return [RNN(n, hidden, vocab_size, num_classes, embed_dim, cell) for n in layers]
