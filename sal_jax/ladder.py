@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from tqdm.auto import tqdm
 
 from sal_jax import parallel
@@ -24,12 +23,12 @@ from sal_jax.data.images import augment_images
 from sal_jax.determinism import apply_determinism
 from sal_jax.guidance import make_guidance
 from sal_jax.levels import Variables
+from sal_jax.optimizers import make_optimizer
 from sal_jax.step import TrainState, add_metrics, init_state, level_variables, make_eval_step, make_train_step
 from sal_jax.teacher_cache import teacher_cache
 from sal_jax.validation import validate_run
 
 TIME_CHECK_EVERY = 8  # steps between device syncs when training against a time budget
-OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": lambda lr: optax.sgd(lr, momentum=0.9)}
 
 
 @dataclasses.dataclass
@@ -52,10 +51,6 @@ class LevelRun:
     @property
     def best_test_accuracy(self) -> float:
         return max(row["test_accuracy"] for row in self.history if "test_accuracy" in row)
-
-
-def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    return OPTIMIZERS[train.optimizer](train.learning_rate)
 
 
 def evaluate(eval_step, state: TrainState, teacher_variables: Variables | None, x: np.ndarray,

@@ -9,17 +9,15 @@ import ml_collections
 
 from sal_jax import parallel
 from sal_jax.data.arrays import ArrayDataset
-from sal_jax.errors import ConfigError
+from sal_jax.errors import ConfigError, is_integer, is_number
 from sal_jax.guidance import SCHEDULES
 from sal_jax.levels import abstract_level, num_params
 from sal_jax.losses import DISTANCES, align_layers, parse_layer_map
-
-OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
+from sal_jax.optimizers import OPTIMIZERS
 
 
 def _positive(value, field: str, integer: bool = True) -> None:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+    if not (is_integer(value) if integer else is_number(value)) or value <= 0:
         what = "a positive integer" if integer else "a positive number"
         raise ConfigError(f"config.{field}: must be {what}, got {value!r}")
 
@@ -32,8 +30,8 @@ def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> 
     _positive(train.rounds, "train.rounds")
     _positive(train.eval_every, "train.eval_every")
     _positive(train.learning_rate, "train.learning_rate", integer=False)
-    if train.optimizer not in OPTIMIZER_NAMES:
-        raise ConfigError(f"config.train.optimizer: unknown {train.optimizer!r}; choose from {list(OPTIMIZER_NAMES)}")
+    if train.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"config.train.optimizer: unknown {train.optimizer!r}; choose from {list(OPTIMIZERS)}")
     if config.data.augment and data.x_train.ndim != 4:
         raise ConfigError(f"config.data.augment: crop-and-flip augmentation needs images (N, H, W, C), "
                           f"{data.name!r} has inputs of shape {data.x_train.shape[1:]}")
@@ -43,7 +41,7 @@ def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> 
     data_size, fsdp = parallel.mesh_shape(config.parallel, jax.device_count(), jax.process_count())
     parallel.check_batch_size(train.batch_size, data_size, fsdp)
     on_device_mb = config.parallel.data_on_device_mb
-    if isinstance(on_device_mb, bool) or not isinstance(on_device_mb, (int, float)) or not on_device_mb >= 0:
+    if not is_number(on_device_mb) or not on_device_mb >= 0:  # `not >=`: NaN fails too
         raise ConfigError(f"config.parallel.data_on_device_mb: must be a number >= 0, got {on_device_mb!r}")
 
 
@@ -82,12 +80,11 @@ def _validate_guidance(guidance: ml_collections.ConfigDict, feature_counts: Sequ
         raise ConfigError(f"config.guidance.distance: unknown {guidance.distance!r}; choose from {list(DISTANCES)}")
     if guidance.schedule not in SCHEDULES:
         raise ConfigError(f"config.guidance.schedule: unknown {guidance.schedule!r}; choose from {list(SCHEDULES)}")
-    if isinstance(guidance.temperature, bool) or not isinstance(guidance.temperature, (int, float)) \
-            or guidance.temperature <= 0:
+    if not is_number(guidance.temperature) or guidance.temperature <= 0:
         raise ConfigError(f"config.guidance.temperature: must be a positive number, got {guidance.temperature!r}")
     for field in ("hidden_weight", "output_weight"):
         value = guidance[field]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if not is_number(value) or value < 0:
             raise ConfigError(f"config.guidance.{field}: must be a number >= 0, got {value!r}")
     mapping = parse_layer_map(guidance.layer_map)
     for k in range(1, len(feature_counts)):
