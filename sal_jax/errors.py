@@ -1,4 +1,4 @@
-"""The one error type for bad input (config, dataset, checkpoint)."""
+"""The one error type for bad input (config, dataset, checkpoint), and the type checks its callers share."""
 
 
 class ConfigError(ValueError):
@@ -6,3 +6,13 @@ class ConfigError(ValueError):
 
     Raised before any long computation; the command-line entry point prints it without a traceback.
     """
+
+
+def is_integer(value) -> bool:
+    """An int that is not a bool (True is an int in Python; a config value True must not pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """An int or a float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

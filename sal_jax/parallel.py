@@ -28,7 +28,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from sal_jax.data.arrays import batch_indices, batches
-from sal_jax.errors import ConfigError
+from sal_jax.errors import ConfigError, is_integer
 
 DATA, FSDP = "data", "fsdp"
 BATCH_AXES = (DATA, FSDP)  # the batch dimension is split over every device of the mesh
@@ -63,16 +63,13 @@ def initialize_distributed(parallel: ml_collections.ConfigDict) -> bool:
 
 
 def _check_process_fields(parallel: ml_collections.ConfigDict) -> None:
-    def integer(value) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
     if not isinstance(parallel.coordinator_address, str):
         raise ConfigError(f"config.parallel.coordinator_address: must be 'host:port' or '', "
                           f"got {parallel.coordinator_address!r}")
-    if not integer(parallel.num_processes) or parallel.num_processes < 0:
+    if not is_integer(parallel.num_processes) or parallel.num_processes < 0:
         raise ConfigError(f"config.parallel.num_processes: must be 0 (detect) or a positive integer, "
                           f"got {parallel.num_processes!r}")
-    if not integer(parallel.process_id) or parallel.process_id < -1 or (
+    if not is_integer(parallel.process_id) or parallel.process_id < -1 or (
             parallel.num_processes and parallel.process_id >= parallel.num_processes):
         raise ConfigError(f"config.parallel.process_id: must be -1 (detect) or in [0, num_processes), "
                           f"got {parallel.process_id!r}")
@@ -90,9 +87,9 @@ def agree(flag: bool) -> bool:
 def mesh_shape(parallel: ml_collections.ConfigDict, num_devices: int, num_processes: int = 1) -> tuple[int, int]:
     """(data, fsdp) sizes of the mesh for `num_devices` devices; data = -1 takes all the devices fsdp leaves."""
     data, fsdp = parallel.data, parallel.fsdp
-    if isinstance(fsdp, bool) or not isinstance(fsdp, int) or fsdp < 1:
+    if not is_integer(fsdp) or fsdp < 1:
         raise ConfigError(f"config.parallel.fsdp: must be a positive integer, got {fsdp!r}")
-    if isinstance(data, bool) or not isinstance(data, int) or (data < 1 and data != -1):
+    if not is_integer(data) or (data < 1 and data != -1):
         raise ConfigError(f"config.parallel.data: must be -1 (all devices) or a positive integer, got {data!r}")
     if num_devices % fsdp:
         raise ConfigError(f"config.parallel.fsdp: {fsdp} does not divide the {num_devices} available devices")

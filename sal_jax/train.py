@@ -12,7 +12,7 @@ import ml_collections
 
 from sal_jax.data import load_dataset
 from sal_jax.determinism import apply_determinism
-from sal_jax.errors import ConfigError
+from sal_jax.errors import ConfigError, is_integer
 from sal_jax.ladder import train_ladder
 from sal_jax.models import make_ladder
 from sal_jax import report
@@ -81,7 +81,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     """
     config = apply_quick(config)
     apply_determinism(config.deterministic)  # before loading data or building levels touches a device
-    if isinstance(config.num_seeds, bool) or not isinstance(config.num_seeds, int) or config.num_seeds < 1:
+    if not is_integer(config.num_seeds) or config.num_seeds < 1:
         raise ConfigError(f"config.num_seeds: must be a positive integer, got {config.num_seeds!r}")
     cells = []
     for per_class, epochs in sweep_cells(config):
