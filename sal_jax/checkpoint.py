@@ -295,11 +295,6 @@ def latest_metadata(directory: str) -> dict[str, Any]:
     raise ConfigError(f"no readable checkpoint in {directory}")
 
 
-def run_record(run) -> dict[str, Any]:
-    """A LevelRun without its variables: the JSON part of a finished phase."""
-    return {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "variables"}
-
-
 def run_with_checkpoints(levels: Sequence[Any], data, config: ml_collections.ConfigDict, phases: Sequence[Any],
                          directory: str, progress: bool) -> list[Any]:
     """train_ladder's phases with checkpoints in `directory`, resuming from the newest readable one."""
@@ -339,14 +334,14 @@ def run_with_checkpoints(levels: Sequence[Any], data, config: ml_collections.Con
             checkpointer.start_phase(phase.name)
 
             def snapshot_fn(state, prog, done=done) -> Snapshot:
-                return Snapshot([run_record(r) for r in done], [r.variables for r in done], state,
+                return Snapshot([r.record() for r in done], [r.variables for r in done], state,
                                 progress_record(prog), prog.sums)
 
             done.append(train_level(levels[phase.level - 1], data, config, level=phase.level, name=phase.name,
                                     progress=progress, resume=resume, on_step=checkpointer.step_hook(snapshot_fn),
                                     **inputs(index, done)))
             resume = None
-            checkpointer.save(Snapshot([run_record(r) for r in done], [r.variables for r in done]))
+            checkpointer.save(Snapshot([r.record() for r in done], [r.variables for r in done]))
     return done
 
 

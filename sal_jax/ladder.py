@@ -44,6 +44,11 @@ class LevelRun:
     steps: int
     compiles: dict[str, int]        # compilations of the train and eval steps (1 each when all is well)
 
+    def record(self) -> dict[str, Any]:
+        """Everything but the variables, as JSON: what a checkpoint stores of a finished phase (and
+        `LevelRun(**record, variables=...)` rebuilds), and what results.json reports of it."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "variables"}
+
     @property
     def final_test_accuracy(self) -> float:
         return self.history[-1]["test_accuracy"]  # the last epoch is always evaluated

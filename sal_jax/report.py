@@ -15,9 +15,9 @@ ABLATION_LABELS = {"hidden_only": "SAL hidden-only", "output_only": "SAL output-
 
 
 def run_record(run: LevelRun) -> Record:
-    return {"name": run.name, "level": run.level, "round": run.round, "steps": run.steps,
-            "train_time": run.train_time, "compiles": run.compiles, "history": run.history,
-            "final_test_accuracy": run.final_test_accuracy, "best_test_accuracy": run.best_test_accuracy}
+    """A LevelRun's record with its final and best test accuracy, for results.json."""
+    return {**run.record(), "final_test_accuracy": run.final_test_accuracy,
+            "best_test_accuracy": run.best_test_accuracy}
 
 
 def ladder_record(result: LadderResult, seed: int) -> Record:
