@@ -21,8 +21,8 @@ import jax
 
 from sal_jax.errors import ConfigError
 
-# Deterministic GPU kernels (also excludes the non-deterministic ones from autotuning). Unknown to no
-# backend's XLA: every jaxlib registers the GPU flags, so a CPU or TPU run accepts and ignores it.
+# Deterministic GPU kernels (also keeps the non-deterministic ones out of autotuning). Every jaxlib
+# registers XLA's GPU flags, so CPU and TPU runs accept and ignore it (an unknown flag would abort).
 XLA_FLAG = "--xla_gpu_deterministic_ops=true"
 MATMUL_PRECISION = "highest"  # float32 matmuls in float32 on GPUs (not TF32) and TPUs (not bfloat16 passes)
 
@@ -34,10 +34,13 @@ def _backend_started() -> bool:
     return xla_bridge.backends_are_initialized()
 
 
+def _flag_set() -> bool:
+    return XLA_FLAG in os.environ.get("XLA_FLAGS", "").split()
+
+
 def determinism_enabled() -> bool:
     """Whether this process runs with deterministic kernels and full-precision float32 matmuls."""
-    return XLA_FLAG in os.environ.get("XLA_FLAGS", "").split() and \
-        jax.config.jax_default_matmul_precision == MATMUL_PRECISION
+    return _flag_set() and jax.config.jax_default_matmul_precision == MATMUL_PRECISION
 
 
 def enable_determinism() -> None:
@@ -47,7 +50,7 @@ def enable_determinism() -> None:
     """
     if determinism_enabled():
         return
-    if _backend_started() and XLA_FLAG not in os.environ.get("XLA_FLAGS", "").split():
+    if _backend_started() and not _flag_set():
         raise ConfigError("config.deterministic: JAX's backend has already started, so XLA can no longer "
                           "switch to deterministic kernels; call sal_jax.enable_determinism() before any "
                           f"JAX computation, or set XLA_FLAGS={XLA_FLAG} before starting Python")
