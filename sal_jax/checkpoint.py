@@ -4,6 +4,7 @@ A ladder run is a fixed sequence of phases (SAL's levels round by round, then th
 A checkpoint holds the finished phases (records + variables), and for the phase in progress its train
 state, the position in its epoch and the epoch's metric sums so far. Data order and augmentation are
 pure functions of (seed, level, round, epoch, step), so nothing else is needed to continue exactly.
+This module stores and restores; the ladder loop that uses it is sal_jax.ladder.run_phases.
 
 Arrays are restored onto the current run's mesh (sal_jax.parallel), whatever the topology that wrote
 them: a checkpoint saved on 8 devices resumes on 1 device or on several processes.
@@ -187,8 +188,17 @@ class RunCheckpointer:
             items["sums"] = ocp.args.StandardSave(snapshot.sums)
         self.manager.save(self.save_number, args=ocp.args.Composite(**items), force=True)
 
-    def step_hook(self, snapshot_fn: Callable[[Any, Any], Snapshot]) -> Callable[[Any, Any], None]:
-        """An `on_step` for train_level: saves every `every_steps` steps; after a signal saves and stops."""
+    def save_finished(self, done: Sequence[Any]) -> None:
+        """Saves the finished phases `done` (LevelRuns: `.record()` and `.variables`) and nothing in progress."""
+        self.save(Snapshot([run.record() for run in done], [run.variables for run in done]))
+
+    def step_hook(self, done: Sequence[Any]) -> Callable[[Any, Any], None]:
+        """An `on_step` for train_level's phase after the finished phases `done`: saves every `every_steps`
+        steps; after a signal saves and stops."""
+        def snapshot_fn(state, progress) -> Snapshot:
+            return Snapshot([run.record() for run in done], [run.variables for run in done], state,
+                            progress_record(progress), progress.sums)
+
         def on_step(state, progress) -> None:
             self.in_setup = False
             self.run_step += 1
@@ -293,56 +303,6 @@ def latest_metadata(directory: str) -> dict[str, Any]:
                 print(f"warning: checkpoint {number} in {directory} is unreadable ({error}); trying the previous one",
                       file=sys.stderr)
     raise ConfigError(f"no readable checkpoint in {directory}")
-
-
-def run_with_checkpoints(levels: Sequence[Any], data, config: ml_collections.ConfigDict, phases: Sequence[Any],
-                         directory: str, progress: bool) -> list[Any]:
-    """train_ladder's phases with checkpoints in `directory`, resuming from the newest readable one."""
-    from sal_jax.ladder import LevelRun, Progress, phase_inputs, setup_level, train_level
-
-    def inputs(index: int, done: list[LevelRun]) -> dict[str, Any]:
-        return phase_inputs(phases[index], levels, phases, done, config)
-
-    def restored_runs(records, variables) -> list[LevelRun]:
-        return [LevelRun(**record, variables=v) for record, v in zip(records, variables)]
-
-    def state_template(records: list[dict[str, Any]], variables: list[Any]):
-        index = len(records)
-        phase, kwargs = phases[index], inputs(index, restored_runs(records, variables))
-        return jax.eval_shape(lambda: setup_level(
-            levels[phase.level - 1], data, config, level=phase.level, round_=kwargs.get("round_", 1),
-            epochs=config.train.epochs, teacher=kwargs.get("teacher"), start_from=kwargs.get("start_from"))[2])
-
-    metadata = {"dataset": data.name, "num_classes": data.num_classes, "vocab_size": data.vocab_size,
-                "phases": [dataclasses.asdict(p) for p in phases]}
-    with RunCheckpointer(directory, config, metadata) as checkpointer:
-        snapshot = checkpointer.restore(state_template)
-        done: list[LevelRun] = []
-        resume = None
-        if snapshot is not None:
-            done = restored_runs(snapshot.completed, snapshot.variables)
-            if snapshot.state is not None:
-                fields = {k: v for k, v in snapshot.progress.items() if k != "has_sums"}
-                resume = (snapshot.state, Progress(**fields, sums=snapshot.sums))
-            where = (f"'{phases[len(done)].name}', epoch {resume[1].epoch + 1}, step {resume[1].step_in_epoch} "
-                     f"of the epoch" if resume else
-                     f"the start of '{phases[len(done)].name}'" if len(done) < len(phases) else "the end: nothing to do")
-            print(f"resuming {checkpointer.directory} at {where} (training step {checkpointer.run_step})",
-                  file=sys.stderr)
-        for index in range(len(done), len(phases)):
-            phase = phases[index]
-            checkpointer.start_phase(phase.name)
-
-            def snapshot_fn(state, prog, done=done) -> Snapshot:
-                return Snapshot([r.record() for r in done], [r.variables for r in done], state,
-                                progress_record(prog), prog.sums)
-
-            done.append(train_level(levels[phase.level - 1], data, config, level=phase.level, name=phase.name,
-                                    progress=progress, resume=resume, on_step=checkpointer.step_hook(snapshot_fn),
-                                    **inputs(index, done)))
-            resume = None
-            checkpointer.save(Snapshot([r.record() for r in done], [r.variables for r in done]))
-    return done
 
 
 def load_level(directory: str, level: int, module: Any = None) -> tuple[Any, Any]:

@@ -7,6 +7,7 @@ weights and see the same batches; only the guidance differs.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from typing import Any, Callable, Sequence
 
@@ -264,13 +265,60 @@ def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_col
     validate_run(levels, data, config)
     phases = ladder_phases(len(levels), config)
     if checkpoint_dir is None:
-        done: list[LevelRun] = []
-        for phase in phases:
-            done.append(train_level(levels[phase.level - 1], data, config, level=phase.level, name=phase.name,
-                                    progress=progress, **phase_inputs(phase, levels, phases, done, config)))
-        return _ladder_result(phases, done)
-    from sal_jax.checkpoint import run_with_checkpoints  # orbax is imported only when checkpointing
-    return _ladder_result(phases, run_with_checkpoints(levels, data, config, phases, checkpoint_dir, progress))
+        return _ladder_result(phases, run_phases(levels, data, config, phases, progress))
+    from sal_jax.checkpoint import RunCheckpointer  # orbax is imported only when checkpointing
+    metadata = {"dataset": data.name, "num_classes": data.num_classes, "vocab_size": data.vocab_size,
+                "phases": [dataclasses.asdict(p) for p in phases]}
+    with RunCheckpointer(checkpoint_dir, config, metadata) as store:
+        return _ladder_result(phases, run_phases(levels, data, config, phases, progress, store))
+
+
+def run_phases(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
+               phases: Sequence[Phase], progress: bool, store=None) -> list[LevelRun]:
+    """The ladder loop: every phase in order. With `store` (a sal_jax.checkpoint.RunCheckpointer), it
+    continues from the store's newest readable checkpoint, saves during each phase and after it, and
+    stops (raising Preempted) on a signal."""
+    done, resume = ([], None) if store is None else _resume_point(store, levels, data, config, phases)
+    for index in range(len(done), len(phases)):
+        phase, on_step = phases[index], None
+        if store is not None:
+            store.start_phase(phase.name)
+            on_step = store.step_hook(list(done))
+        done.append(train_level(levels[phase.level - 1], data, config, level=phase.level, name=phase.name,
+                                progress=progress, resume=resume, on_step=on_step,
+                                **phase_inputs(phase, levels, phases, done, config)))
+        resume = None
+        if store is not None:
+            store.save_finished(done)
+    return done
+
+
+def _resume_point(store, levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
+                  phases: Sequence[Phase]) -> tuple[list[LevelRun], tuple[TrainState, Progress] | None]:
+    """The finished phases and the phase in progress (its state and progress) of the store's newest
+    readable checkpoint; ([], None) if there is none."""
+    def restored_runs(records, variables) -> list[LevelRun]:
+        return [LevelRun(**record, variables=v) for record, v in zip(records, variables)]
+
+    def state_template(records: list[dict[str, Any]], variables: list[Any]) -> Any:
+        phase = phases[len(records)]
+        kwargs = phase_inputs(phase, levels, phases, restored_runs(records, variables), config)
+        return jax.eval_shape(lambda: setup_level(
+            levels[phase.level - 1], data, config, level=phase.level, round_=kwargs.get("round_", 1),
+            epochs=config.train.epochs, teacher=kwargs.get("teacher"), start_from=kwargs.get("start_from"))[2])
+
+    snapshot = store.restore(state_template)
+    if snapshot is None:
+        return [], None
+    done, resume = restored_runs(snapshot.completed, snapshot.variables), None
+    if snapshot.state is not None:
+        fields = {k: v for k, v in snapshot.progress.items() if k != "has_sums"}
+        resume = (snapshot.state, Progress(**fields, sums=snapshot.sums))
+    where = (f"'{phases[len(done)].name}', epoch {resume[1].epoch + 1}, step {resume[1].step_in_epoch} of the epoch"
+             if resume else f"the start of '{phases[len(done)].name}'" if len(done) < len(phases)
+             else "the end: nothing to do")
+    print(f"resuming {store.directory} at {where} (training step {store.run_step})", file=sys.stderr)
+    return done, resume
 
 
 def _ladder_result(phases: Sequence[Phase], done: Sequence[LevelRun]) -> LadderResult:

@@ -51,8 +51,8 @@ def main(directory, out, mode, at, rounds="1"):
     at, config = int(at), child_config(int(rounds))
     original_hook, original_save = checkpoint.RunCheckpointer.step_hook, checkpoint.RunCheckpointer.save
 
-    def step_hook(self, snapshot_fn):
-        on_step = original_hook(self, snapshot_fn)
+    def step_hook(self, done):
+        on_step = original_hook(self, done)
 
         def wrapped(state, progress):
             on_step(state, progress)

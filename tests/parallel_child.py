@@ -63,8 +63,8 @@ def stop_after(step: int) -> None:
     from JAX's preemption service)."""
     original = checkpoint.RunCheckpointer.step_hook
 
-    def step_hook(self, snapshot_fn):
-        on_step = original(self, snapshot_fn)
+    def step_hook(self, done):
+        on_step = original(self, done)
 
         def wrapped(state, progress):
             on_step(state, progress)
