@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import sys
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -218,20 +217,10 @@ class RunCheckpointer:
         state_template(completed_records, their_variables) gives the abstract train state of the phase
         that follows them.
         """
-        for number in sorted(self.manager.all_steps(), reverse=True):
-            try:
-                snapshot = self._restore(number, state_template)
-            except ConfigError:
-                raise
-            except Exception as error:  # a corrupt or partial checkpoint: any read error
-                reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-                warnings.warn(f"checkpoint {number} in {self.directory} is unreadable ({reason}); "
-                              f"falling back to the previous one", stacklevel=2)
-                self.manager.delete(number)
-                continue
-            self.save_number = max(self.manager.all_steps(), default=0)
-            return snapshot
-        return None
+        snapshot = newest_readable(self.manager, self.directory, lambda n: self._restore(n, state_template),
+                                   delete_unreadable=True)
+        self.save_number = max(self.manager.all_steps(), default=0)
+        return snapshot
 
     def _restore(self, number: int, state_template) -> Snapshot:
         meta = self.manager.restore(number, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
@@ -282,27 +271,48 @@ def progress_record(progress) -> dict[str, Any]:
             "history": progress.history, "has_sums": progress.sums is not None}
 
 
+def newest_readable(manager: ocp.CheckpointManager, directory: str, read: Callable[[int], Any],
+                    delete_unreadable: bool) -> Any:
+    """read(number) of the newest checkpoint it can read, or None; each one it cannot read (corrupt or
+    half-written) is reported and skipped. A resuming run deletes those (it writes the newer ones
+    again); a reader such as load_level leaves the run's directory as it is. A ConfigError (e.g. a
+    changed config) is not a broken checkpoint: it stops the search."""
+    for number in sorted(manager.all_steps(), reverse=True):
+        try:
+            return read(number)
+        except ConfigError:
+            raise
+        except Exception as error:  # a corrupt or partial checkpoint: any read error
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            warnings.warn(f"checkpoint {number} in {directory} is unreadable ({reason}); falling back to the "
+                          f"previous one", stacklevel=3)
+            if delete_unreadable:
+                manager.delete(number)
+    return None
+
+
 def latest_metadata(directory: str) -> dict[str, Any]:
     """The newest readable checkpoint's meta (config, dataset metadata, completed phases)."""
     directory = os.path.abspath(directory)
     if not os.path.isdir(directory):
         raise ConfigError(f"no checkpoint directory at {directory}")
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # whatever topology saved them
+
+    def read(number: int) -> dict[str, Any]:
+        meta = manager.restore(number, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        finished = {}
+        if meta["completed"]:
+            target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                                  manager.item_metadata(number)["finished"].tree)
+            finished = manager.restore(number, args=ocp.args.Composite(
+                finished=ocp.args.StandardRestore(target))).finished
+        return {**meta, "finished": finished}
+
     with ocp.CheckpointManager(directory, item_handlers=_item_handlers()) as manager:
-        for number in sorted(manager.all_steps(), reverse=True):
-            try:
-                meta = manager.restore(number, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-                finished = {}
-                if meta["completed"]:
-                    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-                                          manager.item_metadata(number)["finished"].tree)
-                    finished = manager.restore(number, args=ocp.args.Composite(
-                        finished=ocp.args.StandardRestore(target))).finished
-                return {**meta, "finished": finished}
-            except Exception as error:  # fall back like a resuming run does
-                print(f"warning: checkpoint {number} in {directory} is unreadable ({error}); trying the previous one",
-                      file=sys.stderr)
-    raise ConfigError(f"no readable checkpoint in {directory}")
+        found = newest_readable(manager, directory, read, delete_unreadable=False)
+    if found is None:
+        raise ConfigError(f"no readable checkpoint in {directory}")
+    return found
 
 
 def load_level(directory: str, level: int, module: Any = None) -> tuple[Any, Any]:

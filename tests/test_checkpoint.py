@@ -180,6 +180,21 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, interrup
     assert_reproduced([np.asarray(leaf) for leaf in phase_leaves(result)], reference, atol=RESUME_ATOL)
 
 
+def test_load_level_skips_a_corrupt_checkpoint_and_leaves_it_in_place(tmp_path, interrupted):
+    """Reading a run's directory falls back like resuming it does, but deletes nothing."""
+    import shutil
+    directory = tmp_path / "ckpt"
+    shutil.copytree(interrupted, directory)
+    latest = max(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+    for f in (directory / str(latest) / "finished").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"\0garbage" * 3)
+    with pytest.warns(UserWarning, match=rf"checkpoint {latest} in .* is unreadable .* falling back"):
+        module, variables = load_level(str(directory), 1)
+    assert module == make_ladder(child_config().model, 3)[0] and jax.tree.leaves(variables)
+    assert (directory / str(latest)).is_dir()
+
+
 def test_a_changed_config_is_refused_naming_the_keys(tmp_path, interrupted):
     import shutil
     directory = tmp_path / "ckpt"
