@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import time
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -191,14 +192,14 @@ class RunCheckpointer:
         """Saves the finished phases `done` (LevelRuns: `.record()` and `.variables`) and nothing in progress."""
         self.save(Snapshot([run.record() for run in done], [run.variables for run in done]))
 
-    def step_hook(self, done: Sequence[Any]) -> Callable[[Any, Any], None]:
+    def step_hook(self, done: Sequence[Any]) -> Callable[[Any, Any], float]:
         """An `on_step` for train_level's phase after the finished phases `done`: saves every `every_steps`
-        steps; after a signal saves and stops."""
+        steps, and returns the seconds the save took (not training time); after a signal saves and stops."""
         def snapshot_fn(state, progress) -> Snapshot:
             return Snapshot([run.record() for run in done], [run.variables for run in done], state,
                             progress_record(progress), progress.sums)
 
-        def on_step(state, progress) -> None:
+        def on_step(state, progress) -> float:
             self.in_setup = False
             self.run_step += 1
             if self._preempted():
@@ -206,8 +207,12 @@ class RunCheckpointer:
                 self.manager.wait_until_finished()
                 where = f"saved after training step {self.run_step}, in '{self.phase_name}'"
                 raise Preempted(self._stopped(where), self.stop_signal)
-            if self.run_step % self.every_steps == 0:
-                self.save(snapshot_fn(state, progress))
+            if self.run_step % self.every_steps != 0:
+                return 0.0
+            jax.block_until_ready(state)  # the step's own computation stays training time
+            start = time.perf_counter()
+            self.save(snapshot_fn(state, progress))
+            return time.perf_counter() - start
         return on_step
 
     # -- restoring -------------------------------------------------------------------------------

@@ -85,7 +85,9 @@ class Progress:
     sums: dict[str, Any] | None = None  # the current epoch's metric sums so far (on device)
 
 
-StepHook = Callable[[TrainState, Progress], None]  # called after every step (checkpointing, preemption)
+# Called after every step (checkpointing, preemption); returns the seconds it spent on work that is not
+# training (e.g. writing a checkpoint), which the level's training time leaves out.
+StepHook = Callable[[TrainState, Progress], float]
 
 
 def use_teacher_cache(config: ml_collections.ConfigDict, guidance) -> bool:
@@ -124,7 +126,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     time_budget: stop after this many seconds of training (checked every few steps) instead
       of after `epochs`; used by the time-matched baseline.
     resume: a (state, progress) from a checkpoint; training continues exactly where it stopped.
-    on_step: called after every step with the new state and progress.
+    on_step: called after every step with the new state and progress; the seconds it returns are not
+      training time (so a checkpointed run's time-matched budget is the same as an unchecked one's).
 
     Runs on the mesh of `config.parallel` (sal_jax.parallel): one compilation of each step per level.
     """
@@ -176,7 +179,7 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                 if on_step is not None:
                     elapsed = time.perf_counter() - start
                     prog.train_time, start = prog.train_time + elapsed, start + elapsed
-                    on_step(state, prog)
+                    start += on_step(state, prog)  # its non-training seconds are not charged
                 if out_of_time:
                     break
             sums = jax.device_get(prog.sums)  # one host sync per epoch; also waits for the last step

@@ -55,9 +55,10 @@ def main(directory, out, mode, at, rounds="1"):
         on_step = original_hook(self, done)
 
         def wrapped(state, progress):
-            on_step(state, progress)
+            paused = on_step(state, progress)
             if self.run_step == at and mode in STEP_SIGNALS:
                 os.kill(os.getpid(), STEP_SIGNALS[mode])
+            return paused
         return wrapped
 
     caches = []

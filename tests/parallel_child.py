@@ -67,9 +67,10 @@ def stop_after(step: int) -> None:
         on_step = original(self, done)
 
         def wrapped(state, progress):
-            on_step(state, progress)
+            paused = on_step(state, progress)
             if self.run_step == step and jax.process_index() == 0:
                 os.kill(os.getpid(), signal.SIGTERM)
+            return paused
         return wrapped
 
     checkpoint.RunCheckpointer.step_hook = step_hook

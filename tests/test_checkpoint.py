@@ -3,6 +3,7 @@ loading a trained level from disk."""
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -193,6 +194,25 @@ def test_load_level_skips_a_corrupt_checkpoint_and_leaves_it_in_place(tmp_path, 
         module, variables = load_level(str(directory), 1)
     assert module == make_ladder(child_config().model, 3)[0] and jax.tree.leaves(variables)
     assert (directory / str(latest)).is_dir()
+
+
+def test_checkpoint_saves_are_not_training_time(tmp_path, monkeypatch):
+    """Saving after every step, each save made 0.1 s slower: SAL's training time, the time-matched
+    baseline's budget, stays that of the run without checkpoints (within noise) instead of growing by
+    the 36 steps x 0.1 s = 3.6 s (plus the saves' own time) it grew by when saves were charged."""
+    from sal_jax import checkpoint
+    config = child_config()
+    config.checkpoint.every_steps = 1
+    save = checkpoint.RunCheckpointer.save
+
+    def slow_save(self, snapshot):
+        time.sleep(0.1)
+        save(self, snapshot)
+
+    monkeypatch.setattr(checkpoint.RunCheckpointer, "save", slow_save)
+    without = train_ladder(make_ladder(config.model, 3), blobs(), config)
+    saved = train_ladder(make_ladder(config.model, 3), blobs(), config, checkpoint_dir=str(tmp_path / "ckpt"))
+    assert saved.sal_train_time - without.sal_train_time < 1.5, (saved.sal_train_time, without.sal_train_time)
 
 
 def test_a_changed_config_is_refused_naming_the_keys(tmp_path, interrupted):
