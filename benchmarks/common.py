@@ -51,6 +51,13 @@ def setups() -> dict[str, Setup]:
         "cnn": Setup("CNN (16,32) -> (16,32,64) + BatchNorm, 32x32x3", CNN((16, 32), 10), CNN((16, 32, 64), 10),
                      (CNN((16,), 10), CNN((16, 32), 10), CNN((16, 32, 64), 10)), 128, images((32, 32, 3))),
         "rnn": Setup("GRU 1x128 -> 2x128, 4-32 tokens padded to 32, vocab 5000", *gru_pair, tokens(4), 6),
+        # Small models, where per-step dispatch and host work decide the loop's speed (issue #11): a 1x32
+        # MLP at batch 32, and the main job's 16x64 tanh bottom level at batch 64 (digits-sized inputs).
+        "mlp_tiny": Setup("MLP 1x16 -> 1x32, batch 32, 64 inputs", MLP(1, 16, 10), MLP(1, 32, 10),
+                          (MLP(1, 16, 10), MLP(1, 32, 10)), 32, images((64,)), timed_steps=2000),
+        "mlp_main": Setup("MLP 8x64 -> 16x64 tanh, batch 64, 64 inputs", MLP(8, 64, 10, "tanh"),
+                          MLP(16, 64, 10, "tanh"), tuple(MLP(d, 64, 10, "tanh") for d in (2, 4, 8, 16)), 64,
+                          images((64,)), timed_steps=500),
         # The same without padding: PyTorch's packed sequences skip padded steps, a fixed-shape scan cannot.
         "rnn_unpadded": Setup("GRU 1x128 -> 2x128, 32 tokens, no padding", *gru_pair, tokens(32), 6),
     }
