@@ -26,7 +26,7 @@ from jax.experimental import multihost_utils
 
 from sal_jax import parallel
 from sal_jax.config import default_config
-from sal_jax.errors import ConfigError
+from sal_jax.errors import ConfigError, first_line
 
 # Config keys that do not change a ladder run's results: they may differ between a run and its
 # resumption. (A sweep cell's own size and epochs are copied into data.per_class / train.epochs.)
@@ -73,6 +73,11 @@ class Snapshot:
     state: Any = None                         # TrainState of the phase in progress
     progress: dict[str, Any] | None = None    # its Progress fields (sums restored separately)
     sums: Any = None
+
+    @classmethod
+    def of(cls, done: Sequence[Any], *in_progress: Any) -> "Snapshot":
+        """The finished phases `done` (LevelRuns: `.record()`, `.variables`), then (state, progress, sums)."""
+        return cls([run.record() for run in done], [run.variables for run in done], *in_progress)
 
 
 def flat_config(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:
@@ -190,14 +195,13 @@ class RunCheckpointer:
 
     def save_finished(self, done: Sequence[Any]) -> None:
         """Saves the finished phases `done` (LevelRuns: `.record()` and `.variables`) and nothing in progress."""
-        self.save(Snapshot([run.record() for run in done], [run.variables for run in done]))
+        self.save(Snapshot.of(done))
 
     def step_hook(self, done: Sequence[Any]) -> Callable[[Any, Any], float]:
         """An `on_step` for train_level's phase after the finished phases `done`: saves every `every_steps`
         steps, and returns the seconds the save took (not training time); after a signal saves and stops."""
         def snapshot_fn(state, progress) -> Snapshot:
-            return Snapshot([run.record() for run in done], [run.variables for run in done], state,
-                            progress_record(progress), progress.sums)
+            return Snapshot.of(done, state, progress_record(progress), progress.sums)
 
         def on_step(state, progress) -> float:
             self.in_setup = False
@@ -288,7 +292,7 @@ def newest_readable(manager: ocp.CheckpointManager, directory: str, read: Callab
         except ConfigError:
             raise
         except Exception as error:  # a corrupt or partial checkpoint: any read error
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            reason = first_line(error)[:200]
             warnings.warn(f"checkpoint {number} in {directory} is unreadable ({reason}); falling back to the "
                           f"previous one", stacklevel=3)
             if delete_unreadable:

@@ -16,3 +16,8 @@ def is_integer(value) -> bool:
 def is_number(value) -> bool:
     """An int or a float that is not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's first message line (its type name if it has none): for one-line reports."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

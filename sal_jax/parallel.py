@@ -28,7 +28,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from sal_jax.data.arrays import batch_indices, batches
-from sal_jax.errors import ConfigError, is_integer
+from sal_jax.errors import ConfigError, first_line, is_integer
 
 DATA, FSDP = "data", "fsdp"
 BATCH_AXES = (DATA, FSDP)  # the batch dimension is split over every device of the mesh
@@ -57,7 +57,7 @@ def initialize_distributed(parallel: ml_collections.ConfigDict) -> bool:
         nothing_asked = all(v is None for v in given.values()) and "JAX_COORDINATOR_ADDRESS" not in os.environ
         if nothing_asked and str(error).startswith("coordinator_address should be defined"):
             return False
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = first_line(error)
         raise ConfigError(f"config.parallel: jax.distributed.initialize failed: {reason}") from error
     return True
 

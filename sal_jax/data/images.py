@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sal_jax.data.arrays import ArrayDataset
-from sal_jax.errors import ConfigError
+from sal_jax.errors import ConfigError, first_line
 
 IMAGE_DATASETS = ("mnist", "cifar10")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the customary MNIST train statistics of pixels in [0, 1]
@@ -59,7 +59,7 @@ def _load_raw_cached(name: str, root: str) -> RawSplits:
         (x_train, y_train), (x_test, y_test) = (_read_split(sources[split]) for split in _SPLITS)
     except (OSError, RuntimeError, ValueError, KeyError) as e:
         # TFDS opens the ArrayRecord files lazily, so a broken copy fails here, at the first read.
-        cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        cause = first_line(e)
         raise ConfigError(f"cannot read TFDS dataset {name!r} under {root}: {cause}; {hint}") from e
     for array in (x_train, y_train, x_test, y_test):
         array.flags.writeable = False  # shared by every caller in this process
