@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import time
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -31,7 +30,7 @@ from sal_jax.errors import ConfigError, first_line
 # Config keys that do not change a ladder run's results: they may differ between a run and its
 # resumption. (A sweep cell's own size and epochs are copied into data.per_class / train.epochs.)
 # parallel.*: the mesh changes results only by float rounding, and resuming on another topology is the point.
-RESULT_NEUTRAL = ("checkpoint.", "num_seeds", "quick", "sweep.", "ablations", "parallel.")
+RESULT_NEUTRAL = ("checkpoint.", "num_seeds", "quick", "sweep.", "ablations", "parallel.", "train.steps_per_call")
 ARRAY_ITEMS = ("finished", "state", "sums")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a scheduler's preemption, and Ctrl-C
 
@@ -197,27 +196,9 @@ class RunCheckpointer:
         """Saves the finished phases `done` (LevelRuns: `.record()` and `.variables`) and nothing in progress."""
         self.save(Snapshot.of(done))
 
-    def step_hook(self, done: Sequence[Any]) -> Callable[[Any, Any], float]:
-        """An `on_step` for train_level's phase after the finished phases `done`: saves every `every_steps`
-        steps, and returns the seconds the save took (not training time); after a signal saves and stops."""
-        def snapshot_fn(state, progress) -> Snapshot:
-            return Snapshot.of(done, state, progress_record(progress), progress.sums)
-
-        def on_step(state, progress) -> float:
-            self.in_setup = False
-            self.run_step += 1
-            if self._preempted():
-                self.save(snapshot_fn(state, progress))
-                self.manager.wait_until_finished()
-                where = f"saved after training step {self.run_step}, in '{self.phase_name}'"
-                raise Preempted(self._stopped(where), self.stop_signal)
-            if self.run_step % self.every_steps != 0:
-                return 0.0
-            jax.block_until_ready(state)  # the step's own computation stays training time
-            start = time.perf_counter()
-            self.save(snapshot_fn(state, progress))
-            return time.perf_counter() - start
-        return on_step
+    def phase_hook(self, done: Sequence[Any]) -> "PhaseHook":
+        """train_level's `on_chunk` for the phase after the finished phases `done`."""
+        return PhaseHook(self, done)
 
     # -- restoring -------------------------------------------------------------------------------
     def restore(self, state_template: Callable[[list[dict[str, Any]], list[Any]], Any]) -> Snapshot | None:
@@ -260,6 +241,31 @@ class RunCheckpointer:
         """A restore target for `item`: its arrays' saved shapes and dtypes, laid out on this run's mesh.
         (Without one, Orbax would recreate the saving run's shardings, on devices that may not exist.)"""
         return parallel.abstract_on(self.mesh, self.manager.item_metadata(number)[item].tree)
+
+
+@dataclasses.dataclass
+class PhaseHook:
+    """Between the training calls of one phase: saves every `every_steps` training steps of the run (calls
+    end there), and after a signal saves and stops (raising Preempted)."""
+
+    store: RunCheckpointer
+    done: Sequence[Any]  # the finished phases (LevelRuns)
+
+    def steps_until_save(self) -> int:
+        return self.store.every_steps - self.store.run_step % self.store.every_steps
+
+    def __call__(self, state: Any, progress: Any, steps: int) -> None:
+        store = self.store
+        store.in_setup = False
+        store.run_step += steps
+        snapshot = lambda: Snapshot.of(self.done, state, progress_record(progress), progress.sums)
+        if store._preempted():
+            store.save(snapshot())
+            store.manager.wait_until_finished()
+            raise Preempted(store._stopped(f"saved after training step {store.run_step}, in '{store.phase_name}'"),
+                            store.stop_signal)
+        if store.run_step % store.every_steps == 0:
+            store.save(snapshot())
 
 
 def _check_alive(snapshot: Snapshot) -> None:

@@ -41,6 +41,11 @@ def default_config() -> ml_collections.ConfigDict:
     config.train.optimizer = "adam"    # adam | adamw | sgd (momentum 0.9)
     config.train.rounds = 1            # full top-down passes over the ladder
     config.train.eval_every = 1        # epochs between test evaluations (the last epoch is always evaluated)
+    # Training steps per compiled call (sal_jax/chunks.py; README "Steps per call"). 0 = calls of ~0.1 s,
+    # at most an epoch; 1 = one step per call (the host waits for every step: slow on an accelerator).
+    # Results do not depend on it (bit-identical on a CPU); checkpoints, SIGTERM and the time budget act
+    # between calls.
+    config.train.steps_per_call = 0
 
     config.guidance = ml_collections.ConfigDict()
     config.guidance.hidden_weight = 1.0    # λ_h; 0 = output-only ablation

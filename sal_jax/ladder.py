@@ -9,28 +9,24 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Protocol, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from tqdm.auto import tqdm
 
-from sal_jax import parallel
+from sal_jax import chunks, parallel
 from sal_jax.data.arrays import ArrayDataset, epoch_order
 from sal_jax.data.images import augment_images
 from sal_jax.determinism import apply_determinism
 from sal_jax.guidance import make_guidance
 from sal_jax.levels import Variables
 from sal_jax.optimizers import make_optimizer
-from sal_jax.step import TrainState, add_metrics, init_state, level_variables, make_eval_step, make_train_step
+from sal_jax.step import TrainState, eval_step_fn, init_state, level_variables, train_step_fn
 from sal_jax.teacher_cache import teacher_cache
 from sal_jax.validation import validate_run
-
-TIME_CHECK_EVERY = 8  # steps between device syncs when training against a time budget
-
 
 @dataclasses.dataclass
 class LevelRun:
@@ -59,21 +55,6 @@ class LevelRun:
         return max(row["test_accuracy"] for row in self.history if "test_accuracy" in row)
 
 
-def evaluate(eval_step, state: TrainState, teacher_variables: Variables | None, x: np.ndarray,
-             y: np.ndarray, batch_size: int, sharding: jax.sharding.NamedSharding | None = None) -> dict[str, float]:
-    """Means over a whole split (padding excluded); one host sync at the end.
-
-    sharding: how the eval step takes its batches (each process builds only its rows); None = NumPy.
-    """
-    sums = None
-    for batch in parallel.global_batches(x, y, batch_size, sharding):
-        out = eval_step(state, teacher_variables, batch)
-        sums = out if sums is None else add_metrics(sums, out)
-    sums = jax.device_get(sums)
-    count = sums.pop("count")
-    return {k: float(v / count) for k, v in sums.items()}
-
-
 @dataclasses.dataclass
 class Progress:
     """Where a level's training stands: everything besides the train state needed to resume exactly."""
@@ -85,9 +66,15 @@ class Progress:
     sums: dict[str, Any] | None = None  # the current epoch's metric sums so far (on device)
 
 
-# Called after every step (checkpointing, preemption); returns the seconds it spent on work that is not
-# training (e.g. writing a checkpoint), which the level's training time leaves out.
-StepHook = Callable[[TrainState, Progress], float]
+class ChunkHook(Protocol):
+    """Called between a level's training calls (sal_jax.checkpoint: saving, preemption); its time is not
+    training time."""
+
+    def steps_until_save(self) -> int:
+        """Steps until the next save: a call ends there, so checkpoints land exactly every N steps."""
+
+    def __call__(self, state: TrainState, progress: Progress, steps: int) -> None:
+        """After a call that ran `steps` steps."""
 
 
 def use_teacher_cache(config: ml_collections.ConfigDict, guidance) -> bool:
@@ -118,18 +105,21 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                 round_: int = 1, epochs: int | None = None, teacher: nn.Module | None = None,
                 teacher_variables: Variables | None = None, start_from: Variables | None = None,
                 time_budget: float | None = None, name: str = "", progress: bool = False,
-                resume: tuple[TrainState, Progress] | None = None, on_step: StepHook | None = None) -> LevelRun:
+                resume: tuple[TrainState, Progress] | None = None, on_chunk: ChunkHook | None = None) -> LevelRun:
     """Trains `student` (level `level`, 1-based) on `data`, guided by the frozen teacher if given.
 
     start_from: the level's own variables from the previous round (params and BatchNorm statistics
       continue; optimizer state and projections start fresh, since the guidance target has changed).
-    time_budget: stop after this many seconds of training (checked every few steps) instead
-      of after `epochs`; used by the time-matched baseline.
+    time_budget: stop after this many seconds of training instead of after `epochs`; used by the
+      time-matched baseline. Checked between calls, which shrink to fit the time left (sal_jax.chunks).
     resume: a (state, progress) from a checkpoint; training continues exactly where it stopped.
-    on_step: called after every step with the new state and progress; the seconds it returns are not
-      training time (so a checkpointed run's time-matched budget is the same as an unchecked one's).
+    on_chunk: called between training calls (checkpoints, preemption).
 
-    Runs on the mesh of `config.parallel` (sal_jax.parallel): one compilation of each step per level.
+    Training runs `config.train.steps_per_call` steps per call (sal_jax.chunks). Its clock counts the
+    level's setup (teacher cache, copying the data to the devices) and the training calls, compilation
+    included; evaluation, checkpoints, logging and the progress bar are not training time.
+    Runs on the mesh of `config.parallel` (sal_jax.parallel): one compilation for training and one for
+    evaluation per level.
     """
     train = config.train
     epochs = train.epochs if epochs is None else epochs
@@ -147,57 +137,64 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     state = jax.device_put(state, shardings.state, may_alias=False)
     teacher_variables = jax.device_put(teacher_variables, shardings.teacher)
     augment_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), level), round_)
-    train_step = make_train_step(student, tx, guidance, augment_images if config.data.augment else None,
-                                 augment_key, shardings)
-    eval_step = make_eval_step(student, guidance, shardings)
+    train_step = train_step_fn(student, tx, guidance, augment_images if config.data.augment else None, augment_key)
+    eval_step = eval_step_fn(student, guidance)
+
+    setup_start = time.perf_counter()
+    cache = (teacher_cache(guidance, teacher_variables, data.x_train, train.batch_size)
+             if use_teacher_cache(config, guidance) else {})
+    on_device_mb = config.parallel.data_on_device_mb
+    train_split = parallel.SplitBatches({"x": data.x_train, "y": data.y_train, **cache}, train.batch_size,
+                                        shardings.batch, on_device_mb, num_batches=steps_per_epoch)
+    test_split = parallel.SplitBatches({"x": data.x_test, "y": data.y_test}, train.batch_size, shardings.batch,
+                                       on_device_mb)
+    train_chunk = chunks.make_train_chunk(train_step, train_split, shardings)
+    eval_chunk = chunks.make_eval_chunk(eval_step, test_split, shardings)
+    train_zeros = chunks.zero_sums(train_step, train_split, state, teacher_variables, shardings)
+    eval_zeros = chunks.zero_sums(eval_step, test_split, state, teacher_variables, shardings)
+    prog.train_time += time.perf_counter() - setup_start  # the cache and the copies: this level's cost
+    sizer = chunks.ChunkSizer(train.steps_per_call)
 
     def finished() -> bool:
         # A time budget is judged by process 0's clock: all processes must stop at the same step.
         return prog.epoch >= epochs if time_budget is None else parallel.agree(prog.train_time >= time_budget)
 
-    start = time.perf_counter()
-    cache = (teacher_cache(guidance, teacher_variables, data.x_train, train.batch_size)
-             if use_teacher_cache(config, guidance) else {})
-    training_batches = parallel.TrainingBatches({"x": data.x_train, "y": data.y_train, **cache},
-                                                train.batch_size, shardings.batch,
-                                                config.parallel.data_on_device_mb)
-    setup_time = time.perf_counter() - start  # the cache and the copy to the devices: this level's cost
     with tqdm(total=None if time_budget else epochs, initial=prog.epoch, desc=name or f"level {level}",
               disable=not progress, leave=False, unit="epoch") as bar:  # closed (cleared) on an exception too
         while not finished():
             order = epoch_order(len(data.x_train), config.seed, level, round_, prog.epoch)
-            # the epoch's ragged remainder is dropped
-            epoch_batches = training_batches(order, prog.step_in_epoch, steps_per_epoch)
-            start, out_of_time = time.perf_counter(), False
-            for batch in epoch_batches:
-                state, metrics = train_step(state, teacher_variables, batch)
-                prog.sums = metrics if prog.sums is None else add_metrics(prog.sums, metrics)
-                prog.step_in_epoch += 1
-                if time_budget is not None and prog.step_in_epoch % TIME_CHECK_EVERY == 0:
-                    jax.block_until_ready(state.step)
-                    out_of_time = parallel.agree(prog.train_time + time.perf_counter() - start >= time_budget)
-                if on_step is not None:
-                    elapsed = time.perf_counter() - start
-                    prog.train_time, start = prog.train_time + elapsed, start + elapsed
-                    start += on_step(state, prog)  # its non-training seconds are not charged
-                if out_of_time:
-                    break
-            sums = jax.device_get(prog.sums)  # one host sync per epoch; also waits for the last step
-            prog.train_time += time.perf_counter() - start + setup_time
-            setup_time = 0.0
+            out_of_time = False
+            while prog.step_in_epoch < steps_per_epoch and not out_of_time:  # the ragged remainder is dropped
+                limit = steps_per_epoch - prog.step_in_epoch
+                if on_chunk is not None:
+                    limit = min(limit, on_chunk.steps_until_save())
+                time_left = None if time_budget is None else time_budget - prog.train_time
+                n = parallel.agree(sizer.next(limit, time_left))  # every process runs the same steps
+                start = time.perf_counter()
+                plan, offset = train_split.plan(order, prog.step_in_epoch, n)
+                sums = train_zeros if prog.sums is None else prog.sums
+                state, prog.sums = train_chunk(state, teacher_variables, train_split.source, plan, offset, n, sums)
+                jax.block_until_ready(state.step)
+                seconds = time.perf_counter() - start
+                prog.train_time += seconds
+                prog.step_in_epoch += n
+                sizer.observe(n, seconds)
+                if on_chunk is not None:
+                    on_chunk(state, prog, n)
+                out_of_time = time_budget is not None and finished()
+            sums = jax.device_get(prog.sums)  # one host sync per epoch
             row = {"epoch": prog.epoch + 1, "train_time": prog.train_time}
             row.update({f"train_{k}": float(v) / prog.step_in_epoch for k, v in sums.items()})
             prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None
             if finished() or prog.epoch % train.eval_every == 0:
-                test = evaluate(eval_step, state, teacher_variables, data.x_test, data.y_test, train.batch_size,
-                                shardings.batch)
+                test = chunks.evaluate(eval_chunk, eval_zeros, state, teacher_variables, test_split)
                 row.update({f"test_{k}": v for k, v in test.items()})
                 bar.set_postfix(test_acc=f"{row['test_accuracy']:.3f}", loss=f"{row['train_loss']:.3f}")
             prog.history.append(row)
             bar.update(1)
     return LevelRun(name or f"level {level}", level, round_, level_variables(state), prog.history,
                     prog.train_time, int(state.step),
-                    {"train": train_step._cache_size(), "eval": eval_step._cache_size()})
+                    {"train": train_chunk._cache_size(), "eval": eval_chunk._cache_size()})
 
 
 @dataclasses.dataclass
@@ -283,12 +280,12 @@ def run_phases(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_colle
     stops (raising Preempted) on a signal."""
     done, resume = ([], None) if store is None else _resume_point(store, levels, data, config, phases)
     for index in range(len(done), len(phases)):
-        phase, on_step = phases[index], None
+        phase, on_chunk = phases[index], None
         if store is not None:
             store.start_phase(phase.name)
-            on_step = store.step_hook(list(done))
+            on_chunk = store.phase_hook(list(done))
         done.append(train_level(levels[phase.level - 1], data, config, level=phase.level, name=phase.name,
-                                progress=progress, resume=resume, on_step=on_step,
+                                progress=progress, resume=resume, on_chunk=on_chunk,
                                 **phase_inputs(phase, levels, phases, done, config)))
         resume = None
         if store is not None:

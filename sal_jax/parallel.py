@@ -12,14 +12,14 @@ The mesh has two axes, ("data", "fsdp"), built from `config.parallel`:
 
 Several processes (hosts) form one mesh over all their devices after `initialize_distributed`; each
 process then builds only its own rows of every global batch, in the same global order as one process.
-One process with a small training set keeps it on the devices and gathers batches there (`TrainingBatches`).
+One process with a small split keeps it on the devices and gathers batches there (`SplitBatches`).
 """
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import os
-from typing import Any, Iterator
+from typing import Any, TypeVar
 
 import jax
 import ml_collections
@@ -32,6 +32,7 @@ from sal_jax.errors import ConfigError, first_line, is_integer
 
 DATA, FSDP = "data", "fsdp"
 BATCH_AXES = (DATA, FSDP)  # the batch dimension is split over every device of the mesh
+T = TypeVar("T", bool, int)
 FSDP_MIN_SIZE = 1024       # smaller arrays stay replicated: splitting them saves little and costs a gather
 
 
@@ -75,12 +76,13 @@ def _check_process_fields(parallel: ml_collections.ConfigDict) -> None:
                           f"got {parallel.process_id!r}")
 
 
-def agree(flag: bool) -> bool:
-    """Process 0's `flag`, on every process. Decisions taken from local clocks (a time budget) must be
-    the same everywhere, or the processes would run different numbers of collective steps and hang."""
+def agree(value: T) -> T:
+    """Process 0's `value` (a bool or an int), on every process. Decisions taken from local clocks (a time
+    budget, how many steps the next call runs) must be the same everywhere, or the processes would run
+    different numbers of collective steps and hang."""
     if jax.process_count() == 1:
-        return flag
-    return bool(multihost_utils.broadcast_one_to_all(np.bool_(flag)))
+        return value
+    return type(value)(multihost_utils.broadcast_one_to_all(np.asarray(value)).item())
 
 
 # -- the mesh --------------------------------------------------------------------------------------
@@ -168,53 +170,82 @@ def process_rows(sharding: NamedSharding, batch_size: int) -> np.ndarray:
     return np.unique(np.concatenate([np.arange(batch_size)[span[0]] for span in spans]))
 
 
-def global_batches(x: np.ndarray, y: np.ndarray, batch_size: int, sharding: NamedSharding | None,
-                   order: np.ndarray | None = None, start: int = 0, stop: int | None = None,
-                   extras: dict[str, np.ndarray] | None = None) -> Iterator[dict[str, Any]]:
-    """Batches start..stop of `batches(x, y, batch_size, order)` as global arrays split by `sharding`:
-    each process gathers only its own rows of each batch.
-
-    With one process (or sharding=None) they stay NumPy: a step jitted with in_shardings splits them
-    itself, ~10% faster per step for a small MLP than building the global arrays here.
-    """
-    if sharding is None or sharding.is_fully_addressable:
-        yield from itertools.islice(batches(x, y, batch_size, order, extras=extras), start, stop)
-        return
-    rows = process_rows(sharding, batch_size)
-    shapes = {"x": (batch_size, *x.shape[1:]), "y": (batch_size,), "weight": (batch_size,),
-              **{key: (batch_size, *a.shape[1:]) for key, a in (extras or {}).items()}}
-    for local in itertools.islice(batches(x, y, batch_size, order, rows=rows, extras=extras), start, stop):
-        yield jax.make_array_from_process_local_data(sharding, local, shapes)
+HOST_CHUNK_MB = 64.0  # batches gathered on the host: at most this much of them crosses in one call
 
 
-class TrainingBatches:
-    """One level's training batches, epoch by epoch: `self(order, start, stop)` yields batches start..stop
-    of the epoch in `order`, the same values whichever way they are made.
+class SplitBatches:
+    """One split's fixed-size batches, laid out for the chunked loops of sal_jax.chunks.
 
-    With one process and a training set (inputs, labels and cached teacher outputs) of at most
-    `on_device_mb` MB, the set is copied once onto every device and each step's batch is gathered there:
-    only the batch's indices and weights cross from the host. On this project's CPU the host gather and
-    copy took ~0.3 ms of a 2.5 ms MLP step (BENCHMARKS.md); on a GPU or TPU each copy also crosses the
-    bus. Larger sets, and several processes, gather on the host (`global_batches`).
+    `plan(order, start, n)` -> (plan, offset): batches start..start+n of `order` (default: stored order;
+    the last batch of a split padded, weight 0) as device arrays whose leading axis, of fixed size
+    `capacity`, holds one row per batch: rows offset..offset+n are those batches. `gather(source, row)`,
+    traced inside the loop, turns one row into the batch. Two layouts, the same batch values:
+
+    * on device (one process, and the split's arrays -- inputs, labels, cached teacher outputs -- of at
+      most `on_device_mb` MB): `source` is the split copied once onto every device; a row is the batch's
+      indices and weights, so only they cross from the host, once per pass (the plan of a whole pass is
+      kept while `order` is the same object). On this project's CPU the host gather and copy took ~0.3 ms
+      of a 2.5 ms MLP step (BENCHMARKS.md); on a GPU or TPU each copy also crosses the bus.
+    * on host (larger splits, or several processes, each of which builds only its rows of every global
+      batch): `source` is empty; a row is the batch itself, and a plan holds at most HOST_CHUNK_MB of them.
+
+    The capacity depends on the split and the layout only, never on how many steps a call runs, so every
+    call of a level runs one compiled program.
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, sharding: NamedSharding,
-                 on_device_mb: float):
-        self.arrays, self.batch_size, self.sharding = arrays, batch_size, sharding
-        self.extras = {k: a for k, a in arrays.items() if k not in ("x", "y")}  # for `global_batches`
-        size_mb = sum(a.nbytes for a in arrays.values()) / 2**20
+                 on_device_mb: float, num_batches: int | None = None):
+        self.arrays = {**arrays, "y": arrays["y"].astype(np.int32)}
+        self.batch_size, self.sharding = batch_size, sharding
+        self.num_batches = num_batches or -(-len(arrays["x"]) // batch_size)  # a training pass drops the remainder
+        self.plan_sharding = NamedSharding(sharding.mesh, P(None, *sharding.spec))  # rows x batch
+        size_mb = sum(a.nbytes for a in self.arrays.values()) / 2**20
         self.on_device = sharding.is_fully_addressable and size_mb <= on_device_mb
+        self._kept: tuple[Any, Any] = (False, None)  # (order, plan) of the current pass, on device
         if self.on_device:
-            replicated = NamedSharding(sharding.mesh, P())
-            self.device_arrays = jax.device_put({**arrays, "y": arrays["y"].astype(np.int32)}, replicated)
-            self.gather = jax.jit(lambda data, idx, weight: {**{k: a[idx] for k, a in data.items()},
-                                                            "weight": weight}, out_shardings=sharding)
+            self.source = jax.device_put(self.arrays, NamedSharding(sharding.mesh, P()))
+            self.capacity = self.num_batches
+        else:
+            self.source = {}
+            batch_mb = size_mb / len(arrays["x"]) * batch_size
+            self.capacity = max(1, min(self.num_batches, int(HOST_CHUNK_MB / batch_mb)))
 
-    def __call__(self, order: np.ndarray, start: int, stop: int) -> Iterator[dict[str, Any]]:
-        if not self.on_device:
-            yield from global_batches(self.arrays["x"], self.arrays["y"], self.batch_size, self.sharding,
-                                      order, start, stop, extras=self.extras)
-            return
-        for idx, weight in itertools.islice(batch_indices(len(self.arrays["x"]), self.batch_size, order),
-                                           start, stop):
-            yield self.gather(self.device_arrays, idx, weight)
+    @staticmethod
+    def gather_on_device(source: dict[str, jax.Array], row: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        return {**{key: array[row["idx"]] for key, array in source.items()}, "weight": row["weight"]}
+
+    @property
+    def gather(self):
+        return self.gather_on_device if self.on_device else (lambda source, row: row)
+
+    def row_shape(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """The shapes of one plan row (what `gather` takes), for abstract evaluation."""
+        b = self.batch_size
+        if self.on_device:
+            return {"idx": jax.ShapeDtypeStruct((b,), np.int32), "weight": jax.ShapeDtypeStruct((b,), np.float32)}
+        return {**{k: jax.ShapeDtypeStruct((b, *a.shape[1:]), a.dtype) for k, a in self.arrays.items()},
+                "weight": jax.ShapeDtypeStruct((b,), np.float32)}
+
+    def plan(self, order: np.ndarray | None, start: int, n: int) -> tuple[dict[str, jax.Array], int]:
+        if n > self.capacity or start + n > self.num_batches:
+            raise ValueError(f"batches {start}..{start + n} do not fit a plan of {self.capacity} of {self.num_batches}")
+        if self.on_device:
+            if self._kept[0] is not order:
+                pairs = list(itertools.islice(batch_indices(len(self.arrays["x"]), self.batch_size, order),
+                                              self.num_batches))
+                plan = {"idx": np.stack([p[0] for p in pairs]).astype(np.int32),
+                        "weight": np.stack([p[1] for p in pairs])}
+                self._kept = (order, jax.device_put(plan, self.plan_sharding))
+            return self._kept[1], start
+        rows = None if self.sharding.is_fully_addressable else process_rows(self.sharding, self.batch_size)
+        extras = {k: a for k, a in self.arrays.items() if k not in ("x", "y")}
+        local = list(itertools.islice(batches(self.arrays["x"], self.arrays["y"], self.batch_size, order,
+                                              rows=rows, extras=extras), start, start + n))
+        # rows past n are never run: zeros keep the plan's one shape
+        plan = {key: np.concatenate([np.stack([b[key] for b in local]),
+                                     np.zeros((self.capacity - n, *local[0][key].shape), local[0][key].dtype)])
+                for key in local[0]}
+        if rows is None:
+            return jax.device_put(plan, self.plan_sharding), 0
+        shapes = {key: (self.capacity, self.batch_size, *a.shape[2:]) for key, a in plan.items()}
+        return jax.make_array_from_process_local_data(self.plan_sharding, plan, shapes), 0

@@ -106,14 +106,14 @@ def layer_grad_norms(grads: Any) -> Metrics:
 Augment = Callable[[jax.Array, jax.Array], jax.Array]  # (inputs, key) -> augmented inputs
 
 
-def make_train_step(student: nn.Module, tx: optax.GradientTransformation, guidance: Guidance | None = None,
-                    augment: Augment | None = None, augment_key: jax.Array | None = None,
-                    shardings: StepShardings | None = None
-                    ) -> Callable[[TrainState, Variables | None, Batch], tuple[TrainState, Metrics]]:
-    """jit(train_step(state, teacher_variables, batch) -> (state, metrics)), state donated.
+Step = Callable[[TrainState, Variables | None, Batch], tuple[TrainState, Metrics]]
 
-    With `shardings` (sal_jax.parallel) the step is compiled for that mesh: the batch split over its
-    devices, state and teacher laid out by the FSDP rule, metrics replicated (readable on every process).
+
+def train_step_fn(student: nn.Module, tx: optax.GradientTransformation, guidance: Guidance | None = None,
+                  augment: Augment | None = None, augment_key: jax.Array | None = None) -> Step:
+    """train_step(state, teacher_variables, batch) -> (state, metrics), not yet jitted: `make_train_step`
+    compiles it alone, sal_jax.chunks many of it per call.
+
     With `augment`, the inputs are augmented on device with the key fold_in(augment_key, state.step): a
     pure function of the run's position, so a resumed run sees the same augmented batches. Student and
     teacher see the same augmented inputs.
@@ -129,7 +129,19 @@ def make_train_step(student: nn.Module, tx: optax.GradientTransformation, guidan
         params = optax.apply_updates(state.params, updates)
         metrics.update(layer_grad_norms(grads))
         return TrainState(state.step + 1, params, batch_stats, opt_state), metrics
+    return train_step
 
+
+def make_train_step(student: nn.Module, tx: optax.GradientTransformation, guidance: Guidance | None = None,
+                    augment: Augment | None = None, augment_key: jax.Array | None = None,
+                    shardings: StepShardings | None = None) -> Step:
+    """jit(train_step(state, teacher_variables, batch) -> (state, metrics)), state donated: one step per
+    call (the training loop runs many per call: sal_jax.chunks). See `train_step_fn`.
+
+    With `shardings` (sal_jax.parallel) the step is compiled for that mesh: the batch split over its
+    devices, state and teacher laid out by the FSDP rule, metrics replicated (readable on every process).
+    """
+    train_step = train_step_fn(student, tx, guidance, augment, augment_key)
     if shardings is None:
         return jax.jit(train_step, donate_argnums=0)
     return jax.jit(train_step, donate_argnums=0,
@@ -137,19 +149,10 @@ def make_train_step(student: nn.Module, tx: optax.GradientTransformation, guidan
                    out_shardings=(shardings.state, shardings.replicated))
 
 
-@jax.jit
-def add_metrics(sums: Metrics, metrics: Metrics) -> Metrics:
-    """Running sums of a step's metrics: one dispatch per step instead of one per metric."""
-    return jax.tree.map(jnp.add, sums, metrics)
-
-
-def make_eval_step(student: nn.Module, guidance: Guidance | None = None, shardings: StepShardings | None = None
-                   ) -> Callable[[TrainState, Variables | None, Batch], Metrics]:
-    """jit(eval_step(state, teacher_variables, batch) -> metrics): inference mode, padding weighted 0.
-
-    Metrics are sums over the batch (with "count"), so that batches of a split add up exactly. With
-    `shardings`, compiled for their mesh like the train step (metrics replicated).
-    """
+def eval_step_fn(student: nn.Module, guidance: Guidance | None = None
+                 ) -> Callable[[TrainState, Variables | None, Batch], Metrics]:
+    """eval_step(state, teacher_variables, batch) -> metrics, not yet jitted: inference mode, padding
+    weighted 0. Metrics are sums over the batch (with "count"), so that batches of a split add up exactly."""
 
     def eval_step(state: TrainState, teacher_variables: Variables | None, batch: Batch) -> Metrics:
         _, (metrics, _) = loss_terms(student, guidance, state.params, state.batch_stats,
@@ -158,7 +161,14 @@ def make_eval_step(student: nn.Module, guidance: Guidance | None = None, shardin
         sums = {k: v * count for k, v in metrics.items()}
         sums["count"] = count
         return sums
+    return eval_step
 
+
+def make_eval_step(student: nn.Module, guidance: Guidance | None = None, shardings: StepShardings | None = None
+                   ) -> Callable[[TrainState, Variables | None, Batch], Metrics]:
+    """jit(eval_step(state, teacher_variables, batch) -> metrics), one batch per call (see `eval_step_fn`).
+    With `shardings`, compiled for their mesh like the train step (metrics replicated)."""
+    eval_step = eval_step_fn(student, guidance)
     if shardings is None:
         return jax.jit(eval_step)
     return jax.jit(eval_step, in_shardings=(shardings.state, shardings.teacher, shardings.batch),

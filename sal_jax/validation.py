@@ -30,6 +30,9 @@ def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> 
     _positive(train.rounds, "train.rounds")
     _positive(train.eval_every, "train.eval_every")
     _positive(train.learning_rate, "train.learning_rate", integer=False)
+    if not is_integer(train.steps_per_call) or train.steps_per_call < 0:
+        raise ConfigError(f"config.train.steps_per_call: must be 0 (chosen by the library) or a positive "
+                          f"integer, got {train.steps_per_call!r}")
     if train.optimizer not in OPTIMIZERS:
         raise ConfigError(f"config.train.optimizer: unknown {train.optimizer!r}; choose from {list(OPTIMIZERS)}")
     if config.data.augment and data.x_train.ndim != 4:

@@ -1,13 +1,13 @@
 """A training run for the checkpoint tests, run as a subprocess that kills itself at a chosen point.
 
-    python tests/checkpoint_child.py DIR OUT.npz MODE AT [ROUNDS]
-MODE "kill" sends SIGKILL to itself right after training step AT (before any save that step would
-trigger... or after it, as the step hook's order decides); MODE "term" (or "int") sends SIGTERM (SIGINT)
-after step AT (the run must save and stop at the next step); MODE "term_in_setup" sends SIGTERM as this
+    python tests/checkpoint_child.py DIR OUT.npz MODE AT [ROUNDS] [STEPS_PER_CALL]
+MODE "kill" sends SIGKILL to itself right after the training call that reaches step AT (and after any
+save at its end); MODE "term" (or "int") sends SIGTERM (SIGINT) there (the run must save and stop at the
+end of the next call); MODE "term_in_setup" sends SIGTERM as this
 process starts computing a teacher cache for the AT-th time (a phase's setup: the run must stop there,
 before that phase's first step); MODE "kill_after_level" sends SIGKILL right after the
 phase-end checkpoint of phase AT is written; MODE "none" runs to the end. ROUNDS (default 1) is
-config.train.rounds. On completion the final variables of every phase (every round of every level,
+config.train.rounds; STEPS_PER_CALL (default 1) config.train.steps_per_call. On completion the final variables of every phase (every round of every level,
 then the baseline) are written to OUT.npz.
 """
 import os
@@ -31,9 +31,12 @@ from sal_jax.models import make_ladder  # noqa: E402
 STEP_SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}
 
 
-def child_config(rounds: int = 1):
+def child_config(rounds: int = 1, steps_per_call: int = 1):
     c = default_config()
     c.train.rounds = rounds
+    # One step per call unless asked: a kill or a signal then lands after exactly the step named (calls of
+    # several steps act at their ends: test_checkpoint's chunked test).
+    c.train.steps_per_call = steps_per_call
     c.model.levels, c.model.width = (1, 2, 3), 16
     c.train.epochs, c.train.batch_size, c.train.learning_rate = 3, 32, 3e-2
     c.baselines.time_matched = False  # its length depends on the clock; everything else is exact
@@ -47,19 +50,16 @@ def phase_leaves(result) -> list:
     return jax.tree.leaves([[run.variables for run in result.sal], result.plain_epoch_matched.variables])
 
 
-def main(directory, out, mode, at, rounds="1"):
-    at, config = int(at), child_config(int(rounds))
-    original_hook, original_save = checkpoint.RunCheckpointer.step_hook, checkpoint.RunCheckpointer.save
+def main(directory, out, mode, at, rounds="1", steps_per_call="1"):
+    at, config = int(at), child_config(int(rounds), int(steps_per_call))
+    original_call, original_save = checkpoint.PhaseHook.__call__, checkpoint.RunCheckpointer.save
+    sent = []
 
-    def step_hook(self, done):
-        on_step = original_hook(self, done)
-
-        def wrapped(state, progress):
-            paused = on_step(state, progress)
-            if self.run_step == at and mode in STEP_SIGNALS:
-                os.kill(os.getpid(), STEP_SIGNALS[mode])
-            return paused
-        return wrapped
+    def after_call(self, state, progress, steps):  # the signal goes after the first call that reaches `at`
+        original_call(self, state, progress, steps)
+        if self.store.run_step >= at and mode in STEP_SIGNALS and not sent:
+            sent.append(self.store.run_step)
+            os.kill(os.getpid(), STEP_SIGNALS[mode])
 
     caches = []
 
@@ -75,7 +75,7 @@ def main(directory, out, mode, at, rounds="1"):
             self.manager.wait_until_finished()
             os.kill(os.getpid(), signal.SIGKILL)
 
-    checkpoint.RunCheckpointer.step_hook, checkpoint.RunCheckpointer.save = step_hook, save
+    checkpoint.PhaseHook.__call__, checkpoint.RunCheckpointer.save = after_call, save
     original_cache, ladder.teacher_cache = ladder.teacher_cache, teacher_cache
     data = blobs()
     try:

@@ -61,19 +61,14 @@ def record(result) -> dict[str, np.ndarray]:
 def stop_after(step: int) -> None:
     """SIGTERM to process 0 right after training step `step` of the whole run (the others hear of it
     from JAX's preemption service)."""
-    original = checkpoint.RunCheckpointer.step_hook
+    original = checkpoint.PhaseHook.__call__
 
-    def step_hook(self, done):
-        on_step = original(self, done)
+    def after_call(self, state, progress, steps):
+        original(self, state, progress, steps)
+        if self.store.run_step == step and jax.process_index() == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
 
-        def wrapped(state, progress):
-            paused = on_step(state, progress)
-            if self.run_step == step and jax.process_index() == 0:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return paused
-        return wrapped
-
-    checkpoint.RunCheckpointer.step_hook = step_hook
+    checkpoint.PhaseHook.__call__ = after_call
 
 
 def main(spec: dict) -> None:

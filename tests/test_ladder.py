@@ -6,9 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from promises import assert_reproduced, assert_same_math
-from sal_jax.ladder import evaluate, train_ladder, train_level
+from sal_jax import parallel
+from sal_jax.chunks import evaluate, make_eval_chunk, zero_sums
+from sal_jax.ladder import train_ladder, train_level
 from sal_jax.models import make_ladder
-from sal_jax.step import TrainState, make_eval_step
+from sal_jax.step import TrainState, eval_step_fn
 from sal_jax.guidance import make_guidance
 
 
@@ -69,11 +71,14 @@ def test_hidden_guidance_pulls_student_features_toward_the_teacher(data, config)
     # measure the plain student with the guided level's eval step (same width: no projections involved)
     guidance = make_guidance(student, teacher, jnp.asarray(data.x_train[:32]), config.guidance, 1)
     assert guidance.projections is None
-    eval_step = make_eval_step(student, guidance)
+    eval_step = eval_step_fn(student, guidance)
 
     def test_hidden(variables):
         state = TrainState(jnp.zeros((), jnp.int32), {"model": variables["params"], "projections": {}}, {}, None)
-        return evaluate(eval_step, state, top.variables, data.x_test, data.y_test, 32)["hidden"]
+        shardings = parallel.step_shardings(parallel.make_mesh(config.parallel), state, top.variables)
+        split = parallel.SplitBatches({"x": data.x_test, "y": data.y_test}, 32, shardings.batch, 1024)
+        chunk, zeros = make_eval_chunk(eval_step, split, shardings), zero_sums(eval_step, split, state, top.variables, shardings)
+        return evaluate(chunk, zeros, state, top.variables, split)["hidden"]
 
     assert test_hidden(guided.variables) < 0.5 * test_hidden(plain.variables)
     assert guided.history[-1]["test_hidden"] == test_hidden(guided.variables)

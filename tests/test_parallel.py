@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -265,22 +266,30 @@ def test_cli_joins_no_cluster_and_reports_a_bad_mesh_in_one_line(tmp_path):
     assert "Traceback" not in out.stderr
 
 
-def test_training_batches_gathered_on_the_device_equal_those_gathered_on_the_host(data):
+def test_split_batches_gathered_on_the_device_equal_those_gathered_on_the_host(data):
     mesh = parallel.make_mesh(child_config().parallel)  # this process: one device
     sharding = parallel.step_shardings(mesh, {}).batch
     arrays = {"x": data.x_train, "y": data.y_train, "teacher_logits": data.x_train[:, :3] * 2.0}
     order = np.random.default_rng(0).permutation(len(data.x_train))
-    on_device = parallel.TrainingBatches(arrays, 32, sharding, on_device_mb=1)
-    on_host = parallel.TrainingBatches(arrays, 32, sharding, on_device_mb=0)
+    on_device = parallel.SplitBatches(arrays, 32, sharding, on_device_mb=1)
+    on_host = parallel.SplitBatches(arrays, 32, sharding, on_device_mb=0)
     assert on_device.on_device and not on_host.on_device
-    device_batches, host_batches = list(on_device(order, 1, 5)), list(on_host(order, 1, 5))
-    assert len(device_batches) == len(host_batches) == 4  # batches 1..4; the last is ragged (150 = 4 * 32 + 22)
-    for device_batch, host_batch in zip(device_batches, host_batches):
+    assert on_device.capacity == on_host.capacity == 5  # 150 = 4 * 32 + 22: the whole split fits one plan
+    (device_plan, device_offset), (host_plan, host_offset) = on_device.plan(order, 1, 4), on_host.plan(order, 1, 4)
+    assert (device_offset, host_offset) == (1, 0)  # the device keeps the whole pass; the host sends batches 1..4
+    assert on_device.plan(order, 2, 1)[0] is device_plan  # ... once per pass (`order`)
+
+    def batch(split, plan, row):
+        return split.gather(split.source, jax.tree.map(lambda a: a[row], plan))
+
+    for i in range(4):  # batches 1..4; the last is ragged
+        device_batch, host_batch = batch(on_device, device_plan, device_offset + i), batch(on_host, host_plan, i)
         assert device_batch.keys() == host_batch.keys() == {"x", "y", "weight", "teacher_logits"}
         for key in host_batch:
             assert device_batch[key].dtype == host_batch[key].dtype
             np.testing.assert_array_equal(device_batch[key], host_batch[key])
-    assert host_batches[-1]["weight"].sum() == 22
+    assert batch(on_host, host_plan, 3)["weight"].sum() == 22
+    assert not np.asarray(host_plan["weight"][4]).any()  # the plan's unused row: never run, weight 0
 
 
 def test_a_ladder_trains_bit_identically_with_its_data_on_the_device_or_on_the_host(data, config):

@@ -1,0 +1,121 @@
+"""Many training steps per call: the compiled loops that keep an accelerator busy.
+
+A level's training runs as calls of one compiled program, each running n train steps in a `fori_loop`
+(n, a traced argument, is chosen per call; the batches' plan has a fixed capacity, see
+sal_jax.parallel.SplitBatches), with the epoch's metric sums carried on the device. Evaluation runs a
+split the same way: a whole split in one call when it is on the device. So the host is involved once
+per call -- checkpoint, preemption, time budget, progress -- not once per step.
+
+Because n is an argument, every call of a level runs the *same* compiled program whatever n is: on a
+CPU, any `train.steps_per_call` gives bit-identical results (a plan capacity of 1 versus 2 changes XLA's
+program and its float rounding, which is why the capacity never follows steps_per_call).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from sal_jax.levels import Variables
+from sal_jax.parallel import SplitBatches, StepShardings
+from sal_jax.step import Metrics, Step, TrainState
+
+CALL_SECONDS = 0.1  # steps_per_call = 0: calls sized to take about this long
+
+# (state, teacher_variables, source, plan, offset, n, sums) -> (state, sums) for training, sums for evaluation
+TrainChunk = Callable[..., tuple[TrainState, Metrics]]
+EvalChunk = Callable[..., Metrics]
+
+
+def _batch(split: SplitBatches, shardings: StepShardings, source: Any, plan: Any, row: jax.Array) -> Any:
+    batch = split.gather(source, jax.tree.map(lambda a: a[row], plan))
+    return jax.lax.with_sharding_constraint(batch, shardings.batch)
+
+
+def _shardings(split: SplitBatches, shardings: StepShardings) -> tuple:
+    r = shardings.replicated
+    return (shardings.state, shardings.teacher, r, split.plan_sharding, r, r, r)
+
+
+def make_train_chunk(train_step: Step, split: SplitBatches, shardings: StepShardings) -> TrainChunk:
+    """jit(chunk(state, teacher_variables, source, plan, offset, n, sums) -> (state, sums)): train steps on
+    plan rows offset..offset+n, adding each step's metrics to `sums`. The state is donated (the sums are not: a level's zeros start
+    every epoch)."""
+
+    def train_chunk(state, teacher_variables, source, plan, offset, n, sums):
+        def body(i, carry):
+            state, sums = carry
+            state, metrics = train_step(state, teacher_variables, _batch(split, shardings, source, plan, offset + i))
+            return state, jax.tree.map(jnp.add, sums, metrics)
+        return jax.lax.fori_loop(0, n, body, (state, sums))
+
+    return jax.jit(train_chunk, donate_argnums=0, in_shardings=_shardings(split, shardings),
+                   out_shardings=(shardings.state, shardings.replicated))
+
+
+def make_eval_chunk(eval_step: Callable[..., Metrics], split: SplitBatches, shardings: StepShardings) -> EvalChunk:
+    """jit(chunk(state, teacher_variables, source, plan, offset, n, sums) -> sums): eval_step's sums added
+    over plan rows offset..offset+n."""
+
+    def eval_chunk(state, teacher_variables, source, plan, offset, n, sums):
+        def body(i, sums):
+            metrics = eval_step(state, teacher_variables, _batch(split, shardings, source, plan, offset + i))
+            return jax.tree.map(jnp.add, sums, metrics)
+        return jax.lax.fori_loop(0, n, body, sums)
+
+    return jax.jit(eval_chunk, in_shardings=_shardings(split, shardings),
+                   out_shardings=shardings.replicated)
+
+
+def zero_sums(step: Callable, split: SplitBatches, state: TrainState, teacher_variables: Variables | None,
+              shardings: StepShardings) -> Metrics:
+    """Zeros shaped like `step`'s metrics (train steps return (state, metrics), eval steps metrics):
+    where a pass's sums start. 0 + x == x, so they add up to the same bits as summing from the first."""
+    out = jax.eval_shape(lambda row: step(state, teacher_variables, split.gather(split.source, row)),
+                         split.row_shape())
+    metrics = out[1] if isinstance(out, tuple) else out
+    # laid out as the chunks return sums, so that zeros and returned sums are one input type (one compile)
+    return jax.device_put(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics), shardings.replicated)
+
+
+def evaluate(eval_chunk: EvalChunk, zeros: Metrics, state: TrainState, teacher_variables: Variables | None,
+             split: SplitBatches) -> dict[str, float]:
+    """Means over a whole split (padding excluded): one call when the split is on the device, one host sync."""
+    sums = zeros
+    for start in range(0, split.num_batches, split.capacity):
+        n = min(split.capacity, split.num_batches - start)
+        plan, offset = split.plan(None, start, n)
+        sums = eval_chunk(state, teacher_variables, split.source, plan, offset, n, sums)
+    sums = jax.device_get(sums)
+    count = sums.pop("count")
+    return {k: float(v / count) for k, v in sums.items()}
+
+
+@dataclasses.dataclass
+class ChunkSizer:
+    """How many steps the next call runs.
+
+    steps_per_call > 0: that many. 0: as many as take about CALL_SECONDS, from the last call's time (the
+    first call of a level, which compiles, runs one step). Either way never past `limit` (the epoch's end,
+    the next checkpoint) and, against a time budget, no more than the time left allows by the same
+    estimate: the run then stops within about one step of its budget, and at worst within one call.
+    """
+
+    steps_per_call: int
+    seconds_per_step: float | None = None
+
+    def next(self, limit: int, time_left: float | None = None) -> int:
+        known = self.seconds_per_step is not None
+        if self.steps_per_call > 0:
+            n = self.steps_per_call
+        else:
+            n = max(1, int(CALL_SECONDS / self.seconds_per_step)) if known else 1
+        if time_left is not None:
+            n = min(n, max(1, math.ceil(time_left / self.seconds_per_step)) if known else 1)
+        return max(1, min(n, limit))
+
+    def observe(self, steps: int, seconds: float) -> None:
+        self.seconds_per_step = seconds / steps

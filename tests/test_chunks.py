@@ -1,0 +1,86 @@
+"""Many steps per call (sal_jax.chunks): the same training whatever `train.steps_per_call`, one compilation
+per level, and calls sized to the epoch, the next checkpoint and the time budget."""
+import jax
+import numpy as np
+import pytest
+
+from conftest import blobs
+from promises import assert_reproduced
+from sal_jax.chunks import CALL_SECONDS, ChunkSizer
+from sal_jax.data.arrays import ArrayDataset
+from sal_jax.ladder import train_ladder
+from sal_jax.models import make_ladder
+
+
+def images(n: int = 150, seed: int = 0) -> ArrayDataset:
+    """8x8x1 images whose class sets the mean brightness of one quadrant."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, 2 * n).astype(np.int32)
+    x = rng.normal(0, 1, (2 * n, 8, 8, 1)).astype(np.float32)
+    for c in range(3):
+        x[y == c, 4 * (c % 2):4 * (c % 2) + 4, 4 * (c // 2):4 * (c // 2) + 4] += 2.0
+    return ArrayDataset("images", x[:n], y[:n], x[n:n + 60], y[n:n + 60], 3)
+
+
+def tokens(n: int = 150, seed: int = 0) -> ArrayDataset:
+    """Token sequences (length 6, padded with 0 after 3..6 tokens) whose class is their first token's parity mod 3."""
+    rng = np.random.default_rng(seed)
+    x = np.where(np.arange(6) < rng.integers(3, 7, (2 * n, 1)), rng.integers(1, 30, (2 * n, 6)), 0).astype(np.int32)
+    y = (x[:, 0] % 3).astype(np.int32)
+    return ArrayDataset("tokens", x[:n], y[:n], x[n:n + 60], y[n:n + 60], 3, vocab_size=30)
+
+
+def family_setup(family: str, config):
+    config.model.family = family
+    config.baselines.time_matched = False  # its length follows the clock
+    config.train.epochs = 2
+    if family == "mlp":
+        return blobs()
+    config.model.levels = (1, 2)
+    if family == "cnn":  # BatchNorm and augmentation (keyed by the step) included
+        config.model.channels, config.data.augment = (4, 8), True
+        return images()
+    config.model.hidden, config.model.embed_dim = 8, 8
+    return tokens()
+
+
+def outcome(result) -> tuple:
+    """Every phase's variables and history, the clock's readings left out."""
+    runs = result.sal + [result.plain_epoch_matched]
+    history = [[{k: v for k, v in row.items() if k != "train_time"} for row in run.history] for run in runs]
+    return [jax.tree.map(np.asarray, run.variables) for run in runs], history, [run.compiles for run in runs]
+
+
+@pytest.mark.parametrize("family", ["mlp", "cnn", "rnn"])
+def test_any_steps_per_call_trains_the_same_with_one_compilation_per_level(family, config):
+    """150 examples at batch 32: 4 steps an epoch. 1, 3 (calls of 3 then a ragged 1) and 0 (sized by the
+    clock) run the one compiled program of each level, so they give the same bits on a CPU (and on a GPU
+    in deterministic mode); so do guidance with the teacher cache (level 2 and after) and the host layout."""
+    data = family_setup(family, config)
+    levels = make_ladder(config.model, data.num_classes, data.vocab_size)
+    outcomes = {}
+    for steps_per_call, on_device_mb in ((1, 1024.0), (3, 1024.0), (0, 1024.0), (1, 0.0), (3, 0.0)):
+        config.train.steps_per_call, config.parallel.data_on_device_mb = steps_per_call, on_device_mb
+        outcomes[steps_per_call, on_device_mb] = outcome(train_ladder(levels, data, config))
+    reference = outcomes.pop((1, 1024.0))
+    assert all(c == {"train": 1, "eval": 1} for c in reference[2])
+    for key, got in outcomes.items():
+        assert_reproduced(got[:2], reference[:2], atol=1e-5)  # one program per layout, same batches
+
+
+def test_the_sizer_runs_the_asked_steps_and_never_past_a_limit():
+    fixed = ChunkSizer(steps_per_call=8)
+    assert fixed.next(limit=100) == 8 and fixed.next(limit=5) == 5
+    fixed.observe(8, 0.8)  # 0.1 s a step: 2.5 s left allow 25 steps, 0.15 s two, none left still one
+    assert fixed.next(100, time_left=2.5) == 8
+    assert fixed.next(100, time_left=0.15) == 2 and fixed.next(100, time_left=0.0) == 1
+
+
+def test_the_library_sizes_calls_to_about_call_seconds():
+    auto = ChunkSizer(steps_per_call=0)
+    assert auto.next(limit=1000) == 1  # the first call (it compiles) runs one step
+    auto.observe(1, 2.0)  # ...and is slow: one step again
+    assert auto.next(1000) == 1
+    auto.observe(1, CALL_SECONDS / 50)
+    assert auto.next(1000) == 50 and auto.next(20) == 20
+    assert auto.next(1000, time_left=CALL_SECONDS / 10) == 5  # near a time budget's end: shorter calls
