@@ -45,9 +45,9 @@ def reference(references):
     return references(1)
 
 
-def run_child(directory, out, mode="none", at=0, rounds=1):
-    return subprocess.run([sys.executable, str(CHILD), str(directory), str(out), mode, str(at), str(rounds)],
-                          capture_output=True, text=True, timeout=300)
+def run_child(directory, out, mode="none", at=0, rounds=1, steps_per_call=1):
+    return subprocess.run([sys.executable, str(CHILD), str(directory), str(out), mode, str(at), str(rounds),
+                           str(steps_per_call)], capture_output=True, text=True, timeout=300)
 
 
 # Where a backend does not reproduce a program bit for bit (a GPU outside deterministic mode), an
@@ -125,6 +125,25 @@ def test_sigint_and_sigterm_save_stop_and_resume_bit_identical(tmp_path, referen
     proc = run_child(directory, out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"(training step {30 + 1})" in proc.stderr  # resumed exactly where SIGTERM saved
+    assert_bit_identical(out, reference)
+
+
+def test_calls_of_several_steps_save_exactly_stop_within_one_call_and_resume_bit_identical(tmp_path, reference):
+    """steps_per_call=3, saves every 5 steps, 4 steps an epoch: calls end at the epoch's end and at every
+    save (run steps 3, 4, 5, 8, 10, 12, 15, ...). SIGTERM after the call that reaches step 8 takes effect
+    at the end of the next call (step 10, the save point); a SIGKILL right after step 15's save; then the
+    run finishes bit-identical to the uninterrupted one (which ran one step per call)."""
+    out, directory = tmp_path / "final.npz", tmp_path / "ckpt"
+    proc = run_child(directory, out, "term", 7, steps_per_call=3)
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert "preempted (SIGTERM): saved after training step 10, in 'SAL r1 L1'" in proc.stderr
+    assert sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())[-1] >= 2  # steps 5 and 10
+    proc = run_child(directory, out, "kill", 14, steps_per_call=3)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert "(training step 10)" in proc.stderr
+    proc = run_child(directory, out, steps_per_call=3)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "resuming" in proc.stderr
     assert_bit_identical(out, reference)
 
 
