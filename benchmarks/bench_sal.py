@@ -59,8 +59,7 @@ def measure_family(family: str, setup: Setup, repeats: int, steps: int, with_tor
         timers[name] = step_timer(step, state, teacher, bs, steps)
 
     def loop() -> float:  # one real epoch of train_level (input pipeline, transfers, metrics, cache included)
-        run = train_level(setup.student, data, config, level=2, epochs=2, teacher=setup.teacher,
-                          teacher_variables=teacher_vars)
+        run = train_level(setup.student, data, config, level=2, epochs=2, teacher=(setup.teacher, teacher_vars))
         loop.compiles = run.compiles
         return (run.history[1]["train_time"] - run.history[0]["train_time"]) / (len(data.x_train) // setup.batch)
     timers["training loop (per step)"] = loop

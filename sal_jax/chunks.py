@@ -40,20 +40,40 @@ def _shardings(split: SplitBatches, shardings: StepShardings) -> tuple:
     return (shardings.state, shardings.teacher, r, split.plan_sharding, r, r, r)
 
 
-def make_train_chunk(train_step: Step, split: SplitBatches, shardings: StepShardings) -> TrainChunk:
-    """jit(chunk(state, teacher_variables, source, plan, offset, n, sums) -> (state, sums)): train steps on
-    plan rows offset..offset+n, adding each step's metrics to `sums`. The state is donated (the sums are not: a level's zeros start
-    every epoch)."""
+def make_train_chunk(train_step: Step, split: SplitBatches, shardings: StepShardings, device_loop: bool = True
+                     ) -> TrainChunk:
+    """chunk(state, teacher_variables, source, plan, offset, n, sums) -> (state, sums): train steps on plan
+    rows offset..offset+n, adding each step's metrics to `sums`. The state is donated (the sums are not:
+    a level's zeros start every epoch).
+
+    device_loop: one compiled call runs all n steps (a `fori_loop`). Else the call dispatches a compiled
+    single step n times from Python, without waiting between them: for XLA:CPU and convolutions, whose
+    weight gradients it compiles ~30x slower inside a loop (`needs_host_loop`). Either way every step of
+    a level runs the same program, whatever n.
+    """
+    def step_and_add(state, teacher_variables, source, plan, row, sums):
+        state, metrics = train_step(state, teacher_variables, _batch(split, shardings, source, plan, row))
+        return state, jax.tree.map(jnp.add, sums, metrics)
+
+    out_shardings = (shardings.state, shardings.replicated)
+    if not device_loop:
+        one_step = jax.jit(step_and_add, donate_argnums=0, in_shardings=_shardings(split, shardings)[:4] +
+                           (shardings.replicated, shardings.replicated), out_shardings=out_shardings)
+
+        def host_loop(state, teacher_variables, source, plan, offset, n, sums):
+            for i in range(n):
+                state, sums = one_step(state, teacher_variables, source, plan, offset + i, sums)
+            return state, sums
+        host_loop._cache_size = one_step._cache_size  # compilations, as a jitted function reports them
+        return host_loop
 
     def train_chunk(state, teacher_variables, source, plan, offset, n, sums):
         def body(i, carry):
-            state, sums = carry
-            state, metrics = train_step(state, teacher_variables, _batch(split, shardings, source, plan, offset + i))
-            return state, jax.tree.map(jnp.add, sums, metrics)
+            return step_and_add(carry[0], teacher_variables, source, plan, offset + i, carry[1])
         return jax.lax.fori_loop(0, n, body, (state, sums))
 
     return jax.jit(train_chunk, donate_argnums=0, in_shardings=_shardings(split, shardings),
-                   out_shardings=(shardings.state, shardings.replicated))
+                   out_shardings=out_shardings)
 
 
 def make_eval_chunk(eval_step: Callable[..., Metrics], split: SplitBatches, shardings: StepShardings) -> EvalChunk:
@@ -70,15 +90,29 @@ def make_eval_chunk(eval_step: Callable[..., Metrics], split: SplitBatches, shar
                    out_shardings=shardings.replicated)
 
 
-def zero_sums(step: Callable, split: SplitBatches, state: TrainState, teacher_variables: Variables | None,
-              shardings: StepShardings) -> Metrics:
-    """Zeros shaped like `step`'s metrics (train steps return (state, metrics), eval steps metrics):
-    where a pass's sums start. 0 + x == x, so they add up to the same bits as summing from the first."""
-    out = jax.eval_shape(lambda row: step(state, teacher_variables, split.gather(split.source, row)),
-                         split.row_shape())
-    metrics = out[1] if isinstance(out, tuple) else out
+def trace_step(step: Callable, split: SplitBatches, state: TrainState, teacher_variables: Variables | None
+               ) -> tuple[Any, Any]:
+    """(jaxpr, output shapes) of `step` on one batch of `split`: traced once, abstractly."""
+    return jax.make_jaxpr(lambda row: step(state, teacher_variables, split.gather(split.source, row)),
+                          return_shape=True)(split.row_shape())
+
+
+def zero_sums(step_outputs: Any, shardings: StepShardings) -> Metrics:
+    """Zeros shaped like a step's metrics (`trace_step`'s shapes: (state, metrics) of a train step, the
+    metrics of an eval step): where a pass's sums start. 0 + x == x, so they add up to the same bits as
+    summing from the first step."""
+    metrics = step_outputs[1] if isinstance(step_outputs, tuple) else step_outputs
     # laid out as the chunks return sums, so that zeros and returned sums are one input type (one compile)
     return jax.device_put(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics), shardings.replicated)
+
+
+def needs_host_loop(step_jaxpr: Any) -> bool:
+    """Whether a train step should run as single-step calls (make_train_chunk's device_loop=False): on
+    XLA:CPU, when it has a convolution. Measured on this project's CPU (jax 0.10.2): a conv kernel's
+    gradient takes 46 ms as a step and 2.2 s inside a loop (XLA leaves it in a layout its fast
+    convolution does not take); a 16x32x64 CNN's guided step 28 ms and 860 ms. Forward convolutions are
+    fine, so evaluation keeps its loop."""
+    return jax.default_backend() == "cpu" and "conv_general_dilated" in str(step_jaxpr)
 
 
 def evaluate(eval_chunk: EvalChunk, zeros: Metrics, state: TrainState, teacher_variables: Variables | None,

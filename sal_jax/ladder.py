@@ -102,11 +102,13 @@ def setup_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
 
 
 def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.ConfigDict, *, level: int,
-                round_: int = 1, epochs: int | None = None, teacher: nn.Module | None = None,
-                teacher_variables: Variables | None = None, start_from: Variables | None = None,
-                time_budget: float | None = None, name: str = "", progress: bool = False,
-                resume: tuple[TrainState, Progress] | None = None, on_chunk: ChunkHook | None = None) -> LevelRun:
+                round_: int = 1, epochs: int | None = None, teacher: tuple[nn.Module, Variables] | None = None,
+                start_from: Variables | None = None, time_budget: float | None = None, name: str = "",
+                progress: bool = False, resume: tuple[TrainState, Progress] | None = None,
+                on_chunk: ChunkHook | None = None) -> LevelRun:
     """Trains `student` (level `level`, 1-based) on `data`, guided by the frozen teacher if given.
+
+    teacher: the frozen level above, (module, variables) -- e.g. sal_jax.checkpoint.load_level's result.
 
     start_from: the level's own variables from the previous round (params and BatchNorm statistics
       continue; optimizer state and projections start fresh, since the guidance target has changed).
@@ -126,6 +128,7 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     steps_per_epoch = len(data.x_train) // train.batch_size
     mesh = parallel.make_mesh(config.parallel)
     parallel.check_batch_size(train.batch_size, mesh.shape[parallel.DATA], mesh.shape[parallel.FSDP])
+    teacher, teacher_variables = teacher if teacher is not None else (None, None)
     guidance, tx, state = setup_level(student, data, config, level=level, round_=round_, epochs=epochs,
                                       teacher=teacher, start_from=start_from)
     state, prog = resume if resume is not None else (state, Progress())
@@ -148,10 +151,12 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                                         shardings.batch, on_device_mb, num_batches=steps_per_epoch)
     test_split = parallel.SplitBatches({"x": data.x_test, "y": data.y_test}, train.batch_size, shardings.batch,
                                        on_device_mb)
-    train_chunk = chunks.make_train_chunk(train_step, train_split, shardings)
+    train_jaxpr, train_outputs = chunks.trace_step(train_step, train_split, state, teacher_variables)
+    _, eval_outputs = chunks.trace_step(eval_step, test_split, state, teacher_variables)
+    train_chunk = chunks.make_train_chunk(train_step, train_split, shardings,
+                                          device_loop=not chunks.needs_host_loop(train_jaxpr))
     eval_chunk = chunks.make_eval_chunk(eval_step, test_split, shardings)
-    train_zeros = chunks.zero_sums(train_step, train_split, state, teacher_variables, shardings)
-    eval_zeros = chunks.zero_sums(eval_step, test_split, state, teacher_variables, shardings)
+    train_zeros, eval_zeros = chunks.zero_sums(train_outputs, shardings), chunks.zero_sums(eval_outputs, shardings)
     prog.train_time += time.perf_counter() - setup_start  # the cache and the copies: this level's cost
     sizer = chunks.ChunkSizer(train.steps_per_call)
 
@@ -248,8 +253,7 @@ def phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Pha
         return {"time_budget": sum(run.train_time for run, p in zip(done, phases) if p.kind == "sal")}
     guided = phase.level > 1
     return {"round_": phase.round, "start_from": latest(phase.level),
-            "teacher": levels[phase.level - 2] if guided else None,
-            "teacher_variables": latest(phase.level - 1) if guided else None}
+            "teacher": (levels[phase.level - 2], latest(phase.level - 1)) if guided else None}
 
 
 def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
@@ -303,9 +307,10 @@ def _resume_point(store, levels: Sequence[nn.Module], data: ArrayDataset, config
     def state_template(records: list[dict[str, Any]], variables: list[Any]) -> Any:
         phase = phases[len(records)]
         kwargs = phase_inputs(phase, levels, phases, restored_runs(records, variables), config)
+        teacher_module = kwargs["teacher"][0] if kwargs.get("teacher") else None
         return jax.eval_shape(lambda: setup_level(
             levels[phase.level - 1], data, config, level=phase.level, round_=kwargs.get("round_", 1),
-            epochs=config.train.epochs, teacher=kwargs.get("teacher"), start_from=kwargs.get("start_from"))[2])
+            epochs=config.train.epochs, teacher=teacher_module, start_from=kwargs.get("start_from"))[2])
 
     snapshot = store.restore(state_template)
     if snapshot is None:

@@ -7,7 +7,7 @@ import numpy as np
 
 from promises import assert_reproduced, assert_same_math
 from sal_jax import parallel
-from sal_jax.chunks import evaluate, make_eval_chunk, zero_sums
+from sal_jax.chunks import evaluate, make_eval_chunk, trace_step, zero_sums
 from sal_jax.ladder import train_ladder, train_level
 from sal_jax.models import make_ladder
 from sal_jax.step import TrainState, eval_step_fn
@@ -41,7 +41,7 @@ def top_guided_plain(data, config):
     teacher, student = make_ladder(config.model, data.num_classes)[:2]
     top = train_level(teacher, data, config, level=1)
     top_before = as_numpy(top.variables)
-    guided = train_level(student, data, config, level=2, teacher=teacher, teacher_variables=top.variables)
+    guided = train_level(student, data, config, level=2, teacher=(teacher, top.variables))
     plain = train_level(student, data, config, level=2)
     return teacher, student, top, top_before, guided, plain
 
@@ -77,7 +77,8 @@ def test_hidden_guidance_pulls_student_features_toward_the_teacher(data, config)
         state = TrainState(jnp.zeros((), jnp.int32), {"model": variables["params"], "projections": {}}, {}, None)
         shardings = parallel.step_shardings(parallel.make_mesh(config.parallel), state, top.variables)
         split = parallel.SplitBatches({"x": data.x_test, "y": data.y_test}, 32, shardings.batch, 1024)
-        chunk, zeros = make_eval_chunk(eval_step, split, shardings), zero_sums(eval_step, split, state, top.variables, shardings)
+        chunk = make_eval_chunk(eval_step, split, shardings)
+        zeros = zero_sums(trace_step(eval_step, split, state, top.variables)[1], shardings)
         return evaluate(chunk, zeros, state, top.variables, split)["hidden"]
 
     assert test_hidden(guided.variables) < 0.5 * test_hidden(plain.variables)

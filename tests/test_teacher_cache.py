@@ -20,7 +20,7 @@ def guided_pair(data, config, teacher, student):
     top = train_level(teacher, data, config, level=1)
     def run(cache: bool):
         config.guidance.cache_teacher = cache
-        return train_level(student, data, config, level=2, teacher=teacher, teacher_variables=top.variables)
+        return train_level(student, data, config, level=2, teacher=(teacher, top.variables))
     return run(True), run(False)
 
 
