@@ -98,7 +98,7 @@ def make_sal_step(student: nn.Module, teacher: nn.Module, x: torch.Tensor, lr: f
     student.train()
     T = temperature
 
-    def step(x, y):
+    def step(x, y):  # returns the loss tensor without reading it: no host sync per step
         with torch.no_grad():
             t_logits, t_feats = teacher(x)
         logits, feats = student(x)
@@ -148,13 +148,17 @@ def step_timer(family: str, batches: list[tuple], steps: int, guided: bool = Tru
     import time
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # the cores JAX may use too
-    teacher, student = build_pair(family)
-    data = [(torch.from_numpy(x), torch.from_numpy(y).long()) for x, y in batches]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where JAX runs too, on a GPU machine
+    teacher, student = (model.to(device) for model in build_pair(family))
+    data = [(torch.from_numpy(x).to(device), torch.from_numpy(y).long().to(device)) for x, y in batches]
     step = make_sal_step(student, teacher, data[0][0]) if guided else make_plain_step(student)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def run() -> float:
+        synchronize()
         start = time.perf_counter()
         for i in range(steps):
             step(*data[i % len(data)])
+        synchronize()  # a GPU's eager steps are queued: wait for the last one, as JAX's timer does
         return (time.perf_counter() - start) / steps
     return run
