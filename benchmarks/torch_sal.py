@@ -93,7 +93,7 @@ def make_sal_step(student: nn.Module, teacher: nn.Module, x: torch.Tensor, lr: f
         _, s_feats = student(x)
     align = alignment(len(t_feats), len(s_feats))
     projections = nn.ModuleDict({str(j): Projection(s_feats[a - 1].shape[1:], t_feats[j - 1].shape[1:])
-                                 for j, a in align.items()})
+                                 for j, a in align.items()}).to(x.device)
     optimizer = torch.optim.Adam(list(student.parameters()) + list(projections.parameters()), lr=lr)
     student.train()
     T = temperature
@@ -113,6 +113,9 @@ def make_sal_step(student: nn.Module, teacher: nn.Module, x: torch.Tensor, lr: f
         return loss
 
     return step
+
+
+PAIRS = ("mlp", "cnn", "rnn", "rnn_unpadded")  # the families with a PyTorch version
 
 
 def build_pair(family: str):

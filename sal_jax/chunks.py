@@ -8,7 +8,9 @@ per call -- checkpoint, preemption, time budget, progress -- not once per step.
 
 Because n is an argument, every call of a level runs the *same* compiled program whatever n is: on a
 CPU, any `train.steps_per_call` gives bit-identical results (a plan capacity of 1 versus 2 changes XLA's
-program and its float rounding, which is why the capacity never follows steps_per_call).
+program and its float rounding, which is why the capacity never follows steps_per_call). The programs
+are compiled before the first step (`compile_ahead`), off the training clock. One exception to the
+loop: XLA:CPU with convolutions (`needs_host_loop`), where a call dispatches single steps instead.
 """
 from __future__ import annotations
 
@@ -60,11 +62,16 @@ def make_train_chunk(train_step: Step, split: SplitBatches, shardings: StepShard
         one_step = jax.jit(step_and_add, donate_argnums=0, in_shardings=_shardings(split, shardings)[:4] +
                            (shardings.replicated, shardings.replicated), out_shardings=out_shardings)
 
+        compiled = []  # the step's executable, once `compile_ahead` has built it
+
         def host_loop(state, teacher_variables, source, plan, offset, n, sums):
+            if n == 0 and not compiled:  # compile_ahead: build the executable, run nothing
+                compiled.append(one_step.lower(state, teacher_variables, source, plan, offset, sums).compile())
+            step = compiled[0] if compiled else one_step
             for i in range(n):
-                state, sums = one_step(state, teacher_variables, source, plan, offset + i, sums)
+                state, sums = step(state, teacher_variables, source, plan, offset + i, sums)
             return state, sums
-        host_loop._cache_size = one_step._cache_size  # compilations, as a jitted function reports them
+        host_loop._cache_size = lambda: len(compiled) + one_step._cache_size()  # as a jitted function reports
         return host_loop
 
     def train_chunk(state, teacher_variables, source, plan, offset, n, sums):
@@ -113,6 +120,15 @@ def needs_host_loop(step_jaxpr: Any) -> bool:
     convolution does not take); a 16x32x64 CNN's guided step 28 ms and 860 ms. Forward convolutions are
     fine, so evaluation keeps its loop."""
     return jax.default_backend() == "cpu" and "conv_general_dilated" in str(step_jaxpr)
+
+
+def compile_ahead(chunk: Callable, split: SplitBatches, state: TrainState, teacher_variables: Variables | None,
+                  zeros: Metrics) -> Any:
+    """Compiles `chunk` (train or eval) by calling it for zero steps, so that compilation stays off the
+    training clock; returns what the call returns (a train chunk's state: the same values, in the
+    buffers of the donated ones)."""
+    plan, offset = split.plan(None, 0, 1)
+    return chunk(state, teacher_variables, split.source, plan, offset, 0, zeros)
 
 
 def evaluate(eval_chunk: EvalChunk, zeros: Metrics, state: TrainState, teacher_variables: Variables | None,

@@ -27,6 +27,7 @@ def test_ladder_trains_every_level_and_both_baselines(data, config):
     for run in result.sal + [result.plain_epoch_matched]:
         assert run.steps == config.train.epochs * steps_per_epoch
         assert run.compiles == {"train": 1, "eval": 1}                    # ragged eval batch: no recompile
+        assert run.compile_time > 0                                       # kept apart from train_time
     assert result.plain_time_matched.compiles == {"train": 1, "eval": 1}
     assert result.plain_time_matched.train_time >= result.sal_train_time  # it trains for SAL's whole budget
     assert "hidden" not in str(result.sal[0].history[0])                   # top level: task loss only

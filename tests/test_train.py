@@ -47,12 +47,13 @@ def test_cli_reports_a_bad_config_in_one_line_without_traceback(tmp_path):
 def test_cli_finishes_a_multi_round_ladder_with_checkpoints_and_ablations(tmp_path, rounds):
     """Rounds >= 2 with checkpoints every few steps (the CLI default is on) once crashed at round 2's
     first save: round 1's variables had been donated to round 2's first step. The rerun resumes every
-    ladder run at its end and writes the same results."""
+    ladder run at its end and writes the same results. The compilation cache fills."""
     args = [f"--config.train.rounds={rounds}", "--config.model.levels=(1, 2)", "--config.model.width=16",
             "--config.train.epochs=1", "--config.num_seeds=1", "--config.ablations=True",
-            "--config.checkpoint.every_steps=7", f"--workdir={tmp_path}"]
+            "--config.checkpoint.every_steps=7", f"--workdir={tmp_path}", f"--compilation_cache={tmp_path / 'xla'}"]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert any((tmp_path / "xla").iterdir())  # compiled programs kept for the seeds, baselines and reruns
     runs = json.loads((tmp_path / "results.json").read_text())["cells"][0]["runs"][0]
     for ladder in (runs, runs["hidden_only"], runs["output_only"]):
         assert [(run["round"], run["level"]) for run in ladder["sal"]] == [(r, k) for r in range(1, rounds + 1)
