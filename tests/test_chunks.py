@@ -84,3 +84,18 @@ def test_the_library_sizes_calls_to_about_call_seconds():
     auto.observe(1, CALL_SECONDS / 50)
     assert auto.next(1000) == 50 and auto.next(20) == 20
     assert auto.next(1000, time_left=CALL_SECONDS / 10) == 5  # near a time budget's end: shorter calls
+
+
+def test_on_a_cpu_only_convolutions_leave_the_device_loop():
+    """XLA:CPU compiles a convolution's weight gradient ~30x slower inside a loop: those steps run one per
+    dispatch there; dense models, and every model on an accelerator, keep the loop."""
+    import jax.numpy as jnp
+    from sal_jax.chunks import needs_host_loop
+
+    def conv_loss(w, x):
+        return jnp.sum(jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+
+    conv = jax.make_jaxpr(jax.grad(conv_loss))(jnp.ones((3, 3, 2, 4)), jnp.ones((1, 8, 8, 2)))
+    dense = jax.make_jaxpr(jax.grad(lambda w, x: jnp.sum(jnp.tanh(x @ w))))(jnp.ones((8, 4)), jnp.ones((2, 8)))
+    assert needs_host_loop(conv) == (jax.default_backend() == "cpu")
+    assert not needs_host_loop(dense)

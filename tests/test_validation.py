@@ -32,6 +32,8 @@ def expect_error(data, config, pattern, levels=None):
     ("learning_rate", -1e-3, r"config.train.learning_rate: must be a positive number"),
     ("rounds", 0, r"config.train.rounds: must be a positive integer"),
     ("optimizer", "lion", r"config.train.optimizer: unknown 'lion'"),
+    ("steps_per_call", -1, r"config.train.steps_per_call: must be 0 \(chosen by the library\) or a positive "
+                           r"integer, got -1$"),
 ])
 def test_non_positive_or_unknown_training_settings(data, config, field, value, pattern):
     config.train[field] = value

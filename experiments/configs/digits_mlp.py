@@ -2,7 +2,8 @@
 
 Command (the README's main job):
     sal-jax --config=experiments/configs/digits_mlp.py --workdir=runs/digits_mlp
-Run time on 2 CPU cores: about 1 minute (3 seeds; the SAL ladder and both plain baselines each).
+Run time on 2 CPU cores: about 25 s (20 s with a warm compilation cache; 3 seeds, the SAL ladder and both
+plain baselines each).
 """
 from sal_jax.config import default_config
 
