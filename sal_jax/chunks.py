@@ -131,6 +131,32 @@ def compile_ahead(chunk: Callable, split: SplitBatches, state: TrainState, teach
     return chunk(state, teacher_variables, split.source, plan, offset, 0, zeros)
 
 
+@dataclasses.dataclass(frozen=True)
+class LevelPrograms:
+    """A level's compiled training and evaluation calls, and the zeros their metric sums start from."""
+
+    train: TrainChunk
+    evaluate: EvalChunk
+    train_zeros: Metrics
+    eval_zeros: Metrics
+
+
+def compile_level(train_step: Step, eval_step: Callable[..., Metrics], train_split: SplitBatches,
+                  test_split: SplitBatches, shardings: StepShardings, state: TrainState,
+                  teacher_variables: Variables | None) -> tuple[LevelPrograms, TrainState]:
+    """Traces and compiles a level's calls before its first step; returns them and the state (as the
+    zero-step compiling call returns it: the same values)."""
+    train_jaxpr, train_outputs = trace_step(train_step, train_split, state, teacher_variables)
+    _, eval_outputs = trace_step(eval_step, test_split, state, teacher_variables)
+    programs = LevelPrograms(
+        make_train_chunk(train_step, train_split, shardings, device_loop=not needs_host_loop(train_jaxpr)),
+        make_eval_chunk(eval_step, test_split, shardings),
+        zero_sums(train_outputs, shardings), zero_sums(eval_outputs, shardings))
+    state, _ = compile_ahead(programs.train, train_split, state, teacher_variables, programs.train_zeros)
+    jax.block_until_ready(compile_ahead(programs.evaluate, test_split, state, teacher_variables, programs.eval_zeros))
+    return programs, state
+
+
 def evaluate(eval_chunk: EvalChunk, zeros: Metrics, state: TrainState, teacher_variables: Variables | None,
              split: SplitBatches) -> dict[str, float]:
     """Means over a whole split (padding excluded): one call when the split is on the device, one host sync."""

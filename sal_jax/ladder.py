@@ -160,14 +160,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     # compiler's cost, not training's, and with a compilation cache it would make a time-matched budget
     # depend on the cache's state.
     compile_start = time.perf_counter()
-    train_jaxpr, train_outputs = chunks.trace_step(train_step, train_split, state, teacher_variables)
-    _, eval_outputs = chunks.trace_step(eval_step, test_split, state, teacher_variables)
-    train_chunk = chunks.make_train_chunk(train_step, train_split, shardings,
-                                          device_loop=not chunks.needs_host_loop(train_jaxpr))
-    eval_chunk = chunks.make_eval_chunk(eval_step, test_split, shardings)
-    train_zeros, eval_zeros = chunks.zero_sums(train_outputs, shardings), chunks.zero_sums(eval_outputs, shardings)
-    state, _ = chunks.compile_ahead(train_chunk, train_split, state, teacher_variables, train_zeros)
-    jax.block_until_ready(chunks.compile_ahead(eval_chunk, test_split, state, teacher_variables, eval_zeros))
+    programs, state = chunks.compile_level(train_step, eval_step, train_split, test_split, shardings, state,
+                                           teacher_variables)
     compile_time = time.perf_counter() - compile_start
     sizer = chunks.ChunkSizer(train.steps_per_call)
 
@@ -188,8 +182,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                 n = parallel.agree(sizer.next(limit, time_left))  # every process runs the same steps
                 start = time.perf_counter()
                 plan, offset = train_split.plan(order, prog.step_in_epoch, n)
-                sums = train_zeros if prog.sums is None else prog.sums
-                state, prog.sums = train_chunk(state, teacher_variables, train_split.source, plan, offset, n, sums)
+                sums = programs.train_zeros if prog.sums is None else prog.sums
+                state, prog.sums = programs.train(state, teacher_variables, train_split.source, plan, offset, n, sums)
                 jax.block_until_ready(state.step)
                 seconds = time.perf_counter() - start
                 prog.train_time += seconds
@@ -203,14 +197,14 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
             row.update({f"train_{k}": float(v) / prog.step_in_epoch for k, v in sums.items()})
             prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None
             if finished() or prog.epoch % train.eval_every == 0:
-                test = chunks.evaluate(eval_chunk, eval_zeros, state, teacher_variables, test_split)
+                test = chunks.evaluate(programs.evaluate, programs.eval_zeros, state, teacher_variables, test_split)
                 row.update({f"test_{k}": v for k, v in test.items()})
                 bar.set_postfix(test_acc=f"{row['test_accuracy']:.3f}", loss=f"{row['train_loss']:.3f}")
             prog.history.append(row)
             bar.update(1)
     return LevelRun(name or f"level {level}", level, round_, level_variables(state), prog.history,
                     prog.train_time, int(state.step),
-                    {"train": train_chunk._cache_size(), "eval": eval_chunk._cache_size()}, compile_time)
+                    {"train": programs.train._cache_size(), "eval": programs.evaluate._cache_size()}, compile_time)
 
 
 @dataclasses.dataclass
