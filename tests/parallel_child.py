@@ -84,6 +84,8 @@ def main(spec: dict) -> None:
     for i, mesh in enumerate(spec["runs"]):
         config.parallel.data, config.parallel.fsdp = mesh["data"], mesh["fsdp"]
         config.train.rounds = mesh.get("rounds", 1)
+        config.train.batch_size = mesh.get("batch_size", 128)
+        config.train.steps_per_call = mesh.get("steps_per_call", 0)
         try:
             result = train_ladder(make_ladder(config.model, data.num_classes), data, config,
                                   checkpoint_dir=spec.get("checkpoint_dir"))

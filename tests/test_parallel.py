@@ -39,6 +39,10 @@ ONE, EIGHT, FSDP = 0, 3, 4  # indices into MESHES: 1 device, 8 devices data-para
 # 1 device and on 4 x 2 FSDP, run after MESHES in the same child: indices ONE_R2 and FSDP_R2.
 ROUND_2 = [{"data": 1, "fsdp": 1, "rounds": 2}, {"data": 4, "fsdp": 2, "rounds": 2}]
 ONE_R2, FSDP_R2 = len(MESHES), len(MESHES) + 1
+# Several steps per call across processes: batch 32 (4 steps an epoch), calls of 3 and a ragged 1, each
+# process sending its rows of 3 batches at a time (the host layout); index CHUNKED, after ROUND_2.
+CHUNKED_RUN = {"data": 4, "fsdp": 2, "batch_size": 32, "steps_per_call": 3}
+CHUNKED = ONE_R2 + 2
 TOLERANCE = 1e-5            # float32: summation order differs between meshes, nothing else does
 TERM_AT = 5                 # SIGTERM after step 5: level 1 is done (4 steps), level 2 is mid-way
 
@@ -98,7 +102,7 @@ def assert_same_run(got: dict, want: dict, got_run: int = 0, want_run: int = 0) 
 def meshes(tmp_path_factory) -> dict:
     """The ladder on each of MESHES, then ROUND_2, in one process with 8 devices."""
     out = str(tmp_path_factory.mktemp("meshes") / "meshes.npz")
-    (result,) = run_processes({"runs": MESHES + ROUND_2, "out": out}, processes=1, devices=8)
+    (result,) = run_processes({"runs": MESHES + ROUND_2 + [CHUNKED_RUN], "out": out}, processes=1, devices=8)
     return result
 
 
@@ -128,6 +132,15 @@ def test_two_processes_match_one_process_with_eight_devices(meshes, tmp_path):
     for key in first:  # metrics and (gathered) variables are the same on both processes
         np.testing.assert_array_equal(first[key], second[key])
     print(f"max |param difference|, 2 processes vs 1: {assert_same_run(first, meshes, 0, EIGHT)}")
+
+
+def test_two_processes_run_calls_of_several_steps_like_one_process(meshes, tmp_path):
+    first, second = run_processes({"runs": [CHUNKED_RUN], "out": str(tmp_path / "chunked.npz")}, processes=2, devices=4)
+    assert (first["0/compiles"] == 1).all() and (meshes[f"{CHUNKED}/compiles"] == 1).all()  # the ragged call too
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+    assert [len(losses(first, 0, phase)) for phase in range(3)] == [4, 4, 4]  # 4 epochs of each phase (2 levels, the baseline)
+    print(f"max |param difference|, 2 processes vs 1, 3 steps a call: {assert_same_run(first, meshes, 0, CHUNKED)}")
 
 
 @pytest.fixture(scope="module")
