@@ -64,9 +64,10 @@ def measure_family(family: str, setup: Setup, repeats: int, steps: int, with_tor
         return (run.history[1]["train_time"] - run.history[0]["train_time"]) / (len(data.x_train) // setup.batch)
     timers["training loop (per step)"] = loop
 
-    if with_torch and family in ("mlp", "cnn", "rnn", "rnn_unpadded"):  # torch_sal.PAIRS
+    if with_torch:
         import torch_sal  # optional: only the benchmark needs torch
-        timers["PyTorch eager guided step"] = torch_sal.step_timer(family, host_batches(batches), steps)
+        if family in torch_sal.PAIRS:
+            timers["PyTorch eager guided step"] = torch_sal.step_timer(family, host_batches(batches), steps)
     t = interleaved(timers, repeats)
 
     ladder = train_ladder(list(setup.ladder), data, config)

@@ -37,9 +37,10 @@ def _batch(split: SplitBatches, shardings: StepShardings, source: Any, plan: Any
     return jax.lax.with_sharding_constraint(batch, shardings.batch)
 
 
-def _shardings(split: SplitBatches, shardings: StepShardings) -> tuple:
+def _shardings(split: SplitBatches, shardings: StepShardings, scalars: int = 2) -> tuple:
+    """in_shardings of (state, teacher_variables, source, plan, <scalars: offset, n or row>, sums)."""
     r = shardings.replicated
-    return (shardings.state, shardings.teacher, r, split.plan_sharding, r, r, r)
+    return (shardings.state, shardings.teacher, r, split.plan_sharding, *[r] * scalars, r)
 
 
 def make_train_chunk(train_step: Step, split: SplitBatches, shardings: StepShardings, device_loop: bool = True
@@ -59,8 +60,8 @@ def make_train_chunk(train_step: Step, split: SplitBatches, shardings: StepShard
 
     out_shardings = (shardings.state, shardings.replicated)
     if not device_loop:
-        one_step = jax.jit(step_and_add, donate_argnums=0, in_shardings=_shardings(split, shardings)[:4] +
-                           (shardings.replicated, shardings.replicated), out_shardings=out_shardings)
+        one_step = jax.jit(step_and_add, donate_argnums=0, in_shardings=_shardings(split, shardings, scalars=1),
+                           out_shardings=out_shardings)
 
         compiled = []  # the step's executable, once `compile_ahead` has built it
 
@@ -104,11 +105,9 @@ def trace_step(step: Callable, split: SplitBatches, state: TrainState, teacher_v
                           return_shape=True)(split.row_shape())
 
 
-def zero_sums(step_outputs: Any, shardings: StepShardings) -> Metrics:
-    """Zeros shaped like a step's metrics (`trace_step`'s shapes: (state, metrics) of a train step, the
-    metrics of an eval step): where a pass's sums start. 0 + x == x, so they add up to the same bits as
-    summing from the first step."""
-    metrics = step_outputs[1] if isinstance(step_outputs, tuple) else step_outputs
+def zero_sums(metrics: Any, shardings: StepShardings) -> Metrics:
+    """Zeros shaped like a step's `metrics` (shapes, e.g. from `trace_step`): where a pass's sums start.
+    0 + x == x, so they add up to the same bits as summing from the first step."""
     # laid out as the chunks return sums, so that zeros and returned sums are one input type (one compile)
     return jax.device_put(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics), shardings.replicated)
 
@@ -151,7 +150,7 @@ def compile_level(train_step: Step, eval_step: Callable[..., Metrics], train_spl
     programs = LevelPrograms(
         make_train_chunk(train_step, train_split, shardings, device_loop=not needs_host_loop(train_jaxpr)),
         make_eval_chunk(eval_step, test_split, shardings),
-        zero_sums(train_outputs, shardings), zero_sums(eval_outputs, shardings))
+        zero_sums(train_outputs[1], shardings), zero_sums(eval_outputs, shardings))  # train: (state, metrics)
     state, _ = compile_ahead(programs.train, train_split, state, teacher_variables, programs.train_zeros)
     jax.block_until_ready(compile_ahead(programs.evaluate, test_split, state, teacher_variables, programs.eval_zeros))
     return programs, state

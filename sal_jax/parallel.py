@@ -205,18 +205,22 @@ class SplitBatches:
         if self.on_device:
             self.source = jax.device_put(self.arrays, NamedSharding(sharding.mesh, P()))
             self.capacity = self.num_batches
+            self.gather = self._gather_on_device
         else:
             self.source = {}
             batch_mb = size_mb / len(arrays["x"]) * batch_size
             self.capacity = max(1, min(self.num_batches, int(HOST_CHUNK_MB / batch_mb)))
+            self.gather = self._row_is_the_batch
+            # this process's rows of every global batch (None: all of them)
+            self._rows = None if sharding.is_fully_addressable else process_rows(sharding, batch_size)
 
     @staticmethod
-    def gather_on_device(source: dict[str, jax.Array], row: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    def _gather_on_device(source: dict[str, jax.Array], row: dict[str, jax.Array]) -> dict[str, jax.Array]:
         return {**{key: array[row["idx"]] for key, array in source.items()}, "weight": row["weight"]}
 
-    @property
-    def gather(self):
-        return self.gather_on_device if self.on_device else (lambda source, row: row)
+    @staticmethod
+    def _row_is_the_batch(source: dict[str, jax.Array], row: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        return row
 
     def row_shape(self) -> dict[str, jax.ShapeDtypeStruct]:
         """The shapes of one plan row (what `gather` takes), for abstract evaluation."""
@@ -237,15 +241,14 @@ class SplitBatches:
                         "weight": np.stack([p[1] for p in pairs])}
                 self._kept = (order, jax.device_put(plan, self.plan_sharding))
             return self._kept[1], start
-        rows = None if self.sharding.is_fully_addressable else process_rows(self.sharding, self.batch_size)
         extras = {k: a for k, a in self.arrays.items() if k not in ("x", "y")}
-        local = list(itertools.islice(batches(self.arrays["x"], self.arrays["y"], self.batch_size, order,
-                                              rows=rows, extras=extras), start, start + n))
+        local = list(batches(self.arrays["x"], self.arrays["y"], self.batch_size, order, rows=self._rows,
+                             extras=extras, start=start, stop=start + n))
         # rows past n are never run: zeros keep the plan's one shape
         plan = {key: np.concatenate([np.stack([b[key] for b in local]),
                                      np.zeros((self.capacity - n, *local[0][key].shape), local[0][key].dtype)])
                 for key in local[0]}
-        if rows is None:
+        if self._rows is None:
             return jax.device_put(plan, self.plan_sharding), 0
         shapes = {key: (self.capacity, self.batch_size, *a.shape[2:]) for key, a in plan.items()}
         return jax.make_array_from_process_local_data(self.plan_sharding, plan, shapes), 0

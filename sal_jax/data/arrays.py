@@ -7,6 +7,7 @@ per-example weights of 0 for the padding, so the jitted step compiles once and p
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Iterator
 
 import numpy as np
@@ -75,13 +76,15 @@ def batch_indices(num_examples: int, batch_size: int, order: np.ndarray | None =
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | None = None,
-            rows: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None) -> Iterator[Batch]:
+            rows: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None,
+            start: int = 0, stop: int | None = None) -> Iterator[Batch]:
     """Yields fixed-size batches {x, y, weight} in `order` (default: stored order); the last is padded.
 
     rows: only these rows of every batch (one process's share of a global batch); only they are gathered.
     extras: more per-example arrays (e.g. cached teacher outputs), batched alongside under their keys.
+    start, stop: only batches start..stop; the ones before are skipped without being gathered.
     """
-    for idx, weight in batch_indices(len(x), batch_size, order):
+    for idx, weight in itertools.islice(batch_indices(len(x), batch_size, order), start, stop):
         if rows is not None:
             idx, weight = idx[rows], weight[rows]
         yield {"x": x[idx], "y": y[idx].astype(np.int32), "weight": weight,
