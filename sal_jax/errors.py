@@ -21,3 +21,8 @@ def is_number(value) -> bool:
 def first_line(error: BaseException) -> str:
     """An exception's first message line (its type name if it has none): for one-line reports."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+class TrainingDiverged(RuntimeError):
+    """A level's loss or gradient went non-finite: training stopped there. The message is one line naming
+    the level, round, step and the term that went non-finite first; checkpoints from before it are kept."""

@@ -8,7 +8,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sal_jax.errors import ConfigError
+from sal_jax.errors import ConfigError, TrainingDiverged
 from sal_jax.host_memory import keep_freed_host_memory
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
@@ -45,6 +45,8 @@ def _main(argv: list[str]) -> None:
         results = train_and_evaluate(config, workdir, progress=_PROGRESS.value)
     except ConfigError as error:
         sys.exit(f"error: {error}")
+    except TrainingDiverged as error:  # one line; the checkpoints from before it stay for a rerun
+        sys.exit(f"error: training diverged: {error}")
     except Preempted as stop:  # SIGTERM or Ctrl-C, after saving: 143 or 130, what schedulers and shells expect
         _stop(str(stop), stop.exit_code)
     except KeyboardInterrupt:  # Ctrl-C where no checkpointer listens: before training, or with checkpoints off
