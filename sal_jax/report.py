@@ -1,23 +1,36 @@
-"""Summaries of runs: JSON-able records, markdown tables over seeds, and plots."""
+"""Summaries of runs: JSON-able records, markdown tables over seeds, and plots.
+
+Each plot has a `*_figure` function that returns the matplotlib Figure (tests read its legends) and a
+`plot_*` function that saves it.
+"""
 from __future__ import annotations
 
 import os
 import re
 from typing import Any, Sequence
 
+import jax
 import numpy as np
+from matplotlib.figure import Figure
 
 from sal_jax.ladder import LadderResult, LevelRun
 
 Record = dict[str, Any]
 BASELINES = {"plain_epoch_matched": "plain, epoch-matched", "plain_time_matched": "plain, time-matched"}
 ABLATION_LABELS = {"hidden_only": "SAL hidden-only", "output_only": "SAL output-only"}
+DIVERGED_NOTE = ("diverged: its final training cross-entropy is above that of uniform guessing "
+                 "(log of the class count)")
 
 
 def run_record(run: LevelRun) -> Record:
-    """A LevelRun's record with its final and best test accuracy, for results.json."""
+    """A LevelRun's record with its final and best test accuracy and its parameter count, for results.json."""
     return {**run.record(), "final_test_accuracy": run.final_test_accuracy,
-            "best_test_accuracy": run.best_test_accuracy}
+            "best_test_accuracy": run.best_test_accuracy, "num_params": param_count(run.variables)}
+
+
+def param_count(variables: Record) -> int:
+    """Trainable parameters of a level's variables (BatchNorm statistics are not parameters)."""
+    return sum(int(np.size(leaf)) for leaf in jax.tree.leaves(variables.get("params", {})))
 
 
 def ladder_record(result: LadderResult, seed: int) -> Record:
@@ -53,18 +66,37 @@ def mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 1) -> st
     return f"{v.mean():.{digits}f} ± {v.std():.{digits}f}" if len(v) > 1 else f"{v[0]:.{digits}f}"
 
 
+def diverged_mark(runs: Sequence[Record]) -> str:
+    """' (diverged...)' when any seed's run diverged, else ''. Records older than the field never diverged."""
+    count = sum(bool(run.get("diverged", False)) for run in runs)
+    if count == 0:
+        return ""
+    return " (diverged)" if len(runs) == 1 else f" (diverged: {count} of {len(runs)} seeds)"
+
+
+def _params(runs: Sequence[Record]) -> str:
+    counts = {run["num_params"] for run in runs if "num_params" in run}  # absent from older records
+    return "—" if not counts else " / ".join(f"{c:,}" for c in sorted(counts))
+
+
 def markdown_table(records: Sequence[Record]) -> str:
-    """Test accuracy (%) at the last and the best evaluated epoch, mean ± std over seeds, and cost."""
+    """Test accuracy (%) at the last and the best evaluated epoch, mean ± std over seeds, size and cost."""
     lines = [f"seeds: {[rec['seed'] for rec in records]} (mean ± std over seeds; SAL's total training time "
              f"{mean_std([rec['sal_train_time'] for rec in records], digits=2)} s)", "",
-             "| method | test acc, last (%) | test acc, best (%) | epochs | steps | train time (s) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| method | params | test acc, last (%) | test acc, best (%) | epochs | steps | train time (s) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    any_diverged = False
     for name, runs in method_rows(records):
-        lines.append(f"| {name} | {mean_std([r['final_test_accuracy'] for r in runs], 100)} "
+        mark = diverged_mark(runs)
+        any_diverged |= bool(mark)
+        lines.append(f"| {name}{mark} | {_params(runs)} "
+                     f"| {mean_std([r['final_test_accuracy'] for r in runs], 100)} "
                      f"| {mean_std([r['best_test_accuracy'] for r in runs], 100)} "
                      f"| {mean_std([len(r['history']) for r in runs], digits=0)} "
                      f"| {mean_std([r['steps'] for r in runs], digits=0)} "
                      f"| {mean_std([r['train_time'] for r in runs], digits=2)} |")
+    if any_diverged:
+        lines += ["", DIVERGED_NOTE]
     return "\n".join(lines)
 
 
@@ -72,21 +104,33 @@ def summary_table(cells: Sequence[Record]) -> str:
     """One row per training-set size: the bottom model's last-epoch test accuracy (%) for each method."""
     names = [name for name, _ in method_rows(cells[0]["runs"]) if not name.startswith("SAL level") or "bottom" in name]
     lines = ["| train examples | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 1)]
+    any_diverged = False
     for cell in cells:
         by_name = dict(method_rows(cell["runs"]))
         size = f"{cell['dataset']['train']:,}" + (f" ({cell['per_class']}/class)" if cell["per_class"] else " (full)")
+        marks = [diverged_mark(by_name[n]) for n in names]
+        any_diverged |= any(marks)
         lines.append(f"| {size} | " + " | ".join(
-            mean_std([r["final_test_accuracy"] for r in by_name[n]], 100) for n in names) + " |")
+            mean_std([r["final_test_accuracy"] for r in by_name[n]], 100) + mark for n, mark in zip(names, marks)) + " |")
+    if any_diverged:
+        lines += ["", DIVERGED_NOTE]
     return "\n".join(lines)
 
 
+def cell_tag(cell: Record) -> str:
+    """The suffix of a cell's plot files: 'full', or 'pc<N>' for N training examples per class."""
+    return f"pc{cell['per_class']}" if cell["per_class"] else "full"
+
+
 def write_report(results: Record, workdir: str) -> str:
-    """results.md (summary + a table per cell) and the plots; returns the markdown."""
+    """Writes results.md (summary + a table per cell), accuracy_vs_time_<tag>.png per cell,
+    grad_norms_<tag>.png per cell that recorded gradient norms, and level_accuracy.png; returns the
+    markdown. (results.json is written by sal_jax.train.)"""
     cells = results["cells"]
     parts = ["## Summary: bottom model, test accuracy at the last epoch (%), mean ± std over seeds", "",
              summary_table(cells)]
     for cell in cells:
-        tag = f"pc{cell['per_class']}" if cell["per_class"] else "full"
+        tag = cell_tag(cell)
         title = f"{cell['dataset']['name']}, {cell['dataset']['train']:,} training examples"
         parts += ["", f"## {title} ({cell['epochs']} epochs per level)", "", markdown_table(cell["runs"]), "",
                   f"![accuracy vs time](accuracy_vs_time_{tag}.png)"]
@@ -102,49 +146,82 @@ def write_report(results: Record, workdir: str) -> str:
     return text
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+def _save(fig: Figure, path: str) -> None:
+    fig.savefig(path, dpi=110)  # a bare Figure (no pyplot): nothing global to set up or close
 
 
 def _evaluated(history: Sequence[Record]) -> list[Record]:
     return [row for row in history if "test_accuracy" in row]
 
 
-def plot_accuracy_vs_time(records: Sequence[Record], path: str, title: str = "") -> None:
-    """Test accuracy against cumulative training time: SAL level by level, and the baselines."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+TIME_LABEL = "training time (s; compilation, evaluation, checkpoints and logging excluded)"
+BASELINE_STYLE = {"plain_epoch_matched": ("C1", "x"), "plain_time_matched": ("C3", "s")}
+
+
+def _level_colors(n: int) -> list:
+    """Shades of blue, light (level 1) to dark (the bottom): SAL's levels, apart from the baselines' colors."""
+    from matplotlib import colormaps
+    return [colormaps["Blues"](0.45 + 0.55 * i / max(n - 1, 1)) for i in range(n)]
+
+
+def accuracy_vs_time_figure(records: Sequence[Record], title: str = "") -> Figure:
+    """Test accuracy against cumulative training time, one line per seed, in two panels on one time axis.
+
+    Left: the SAL ladder level by level (each level starts from fresh weights, so each restarts low), with
+    the mean time at which each level ends. Right: SAL's bottom level, where it sits in the ladder's time,
+    against both plain baselines (the time-matched one trains for the whole ladder's time)."""
+    fig = Figure(figsize=(11, 5))
+    ax_sal, ax_cmp = fig.subplots(1, 2, sharex=True, sharey=True)
+    runs = records[0]["sal"]
+    colors = _level_colors(max(run["level"] for run in runs))
+    rounds = max(run["round"] for run in runs)
+
+    def run_name(run: Record) -> str:
+        return f"level {run['level']}" + (f", round {run['round']}" if rounds > 1 else "")
+
+    ends = np.mean([np.cumsum([run["train_time"] for run in rec["sal"]]) for rec in records], axis=0)
     for i, rec in enumerate(records):
         offset = 0.0
-        for j, run in enumerate(rec["sal"]):  # one segment per level: a new level starts a new curve
+        for j, run in enumerate(rec["sal"]):
             rows = _evaluated(run["history"])
-            ax.plot([offset + r["train_time"] for r in rows], [r["test_accuracy"] for r in rows], color="C0",
-                    alpha=0.8, label="SAL, level by level" if i == j == 0 else None)
+            xs, ys = [offset + r["train_time"] for r in rows], [r["test_accuracy"] for r in rows]
+            ax_sal.plot(xs, ys, color=colors[run["level"] - 1], lw=1.2,
+                        label=f"SAL {run_name(run)}" if i == 0 and run["round"] == rounds else None)
+            if j == len(rec["sal"]) - 1:
+                ax_cmp.plot(xs, ys, color=colors[-1], lw=1.2,
+                            label=f"SAL bottom ({run_name(run)}), after the levels above" if i == 0 else None)
             offset += run["train_time"]
-            if i == 0:
-                ax.axvline(offset, color="C0", alpha=0.25, linestyle=":")
-        for (key, label), color in zip(BASELINES.items(), ("C1", "C2")):
+        for key, label in BASELINES.items():
             if key in rec:
                 rows = _evaluated(rec[key]["history"])
-                ax.plot([r["train_time"] for r in rows], [r["test_accuracy"] for r in rows], color=color,
-                        alpha=0.8, label=label if i == 0 else None)
-    ax.set_xlabel("training wall time (s, compilation included, evaluation excluded)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"{title}: one line per seed" if title else "one line per seed")
-    ax.grid(alpha=0.3)
-    ax.legend()
+                ax_cmp.plot([r["train_time"] for r in rows], [r["test_accuracy"] for r in rows],
+                            color=BASELINE_STYLE[key][0], lw=1.2, alpha=0.85, label=label if i == 0 else None)
+    for ax in (ax_sal, ax_cmp):
+        for end in ends:
+            ax.axvline(end, color="0.5", lw=0.8, linestyle=":")
+        # The level boundaries, labelled on a top axis: a legend entry cannot say which line is which.
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(ends, [str(run["level"]) for run in runs], fontsize=8)
+        top.set_xlabel("dotted: end of SAL level (mean over seeds)", fontsize=8)
+        ax.set_xlabel(TIME_LABEL, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    ax_sal.set_ylabel("test accuracy")
+    ax_sal.set_title("SAL, level by level (each level starts from fresh weights)", fontsize=10)
+    ax_cmp.set_title("bottom model: SAL vs plain training", fontsize=10)
+    fig.suptitle(f"{title}: one line per seed" if title else "one line per seed", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def plot_grad_norms(records: Sequence[Record], path: str, title: str = "") -> None:
+def plot_accuracy_vs_time(records: Sequence[Record], path: str, title: str = "") -> None:
+    _save(accuracy_vs_time_figure(records, title), path)
+
+
+def grad_norms_figure(records: Sequence[Record], title: str = "") -> Figure:
     """Per-layer gradient norm of the bottom model, first and last epoch, SAL vs plain (median over seeds)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     runs = {"SAL bottom": [_last_round(rec["sal"])[-1] for rec in records]}
     if "plain_epoch_matched" in records[0]:
         runs["plain, epoch-matched"] = [rec["plain_epoch_matched"] for rec in records]
@@ -161,8 +238,11 @@ def plot_grad_norms(records: Sequence[Record], path: str, title: str = "") -> No
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def plot_grad_norms(records: Sequence[Record], path: str, title: str = "") -> None:
+    _save(grad_norms_figure(records, title), path)
 
 
 def _layer_order(key: str) -> tuple[int, int, str]:
@@ -172,27 +252,37 @@ def _layer_order(key: str) -> tuple[int, int, str]:
     return (name == "head", int(index.group(1)) if index else -1, name)
 
 
-def plot_level_accuracy(cells: Sequence[Record], path: str) -> None:
-    """Final test accuracy of every SAL level (mean ± std over seeds), one line per training-set size,
-    with the plain epoch-matched bottom model as a marker."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def level_accuracy_figure(cells: Sequence[Record]) -> Figure:
+    """Final test accuracy of every SAL level (mean ± std over seeds), one color per training-set size,
+    with both plain baselines of the bottom model beside the last level (a marker each)."""
+    fig = Figure(figsize=(7 + 2.3 * (len(cells) > 1), 4.5))
+    ax = fig.subplots()
     for i, cell in enumerate(cells):
         records = cell["runs"]
         accs = np.array([[r["final_test_accuracy"] for r in _last_round(rec["sal"])] for rec in records])
         levels = np.arange(1, accs.shape[1] + 1)
-        label = f"{cell['per_class']}/class" if cell["per_class"] else "full"
+        size = f"{cell['per_class']}/class" if cell["per_class"] else "full"
         ax.errorbar(levels, accs.mean(0), yerr=accs.std(0), marker="o", capsize=3, color=f"C{i}",
-                    label=f"SAL, {label}")
-        if "plain_epoch_matched" in records[0]:
-            plain = [rec["plain_epoch_matched"]["final_test_accuracy"] for rec in records]
-            ax.errorbar([levels[-1] + 0.15], [np.mean(plain)], yerr=[np.std(plain)], marker="x", capsize=3,
-                        color=f"C{i}", linestyle="none", label=f"plain bottom, {label}")
-    ax.set_xticks(levels)
-    ax.set_xlabel("level (1 = simplest)")
-    ax.set_ylabel("test accuracy, last epoch")
+                    label=f"SAL, {size}")
+        for j, (key, label) in enumerate(BASELINES.items()):
+            if key in records[0]:
+                plain = [rec[key]["final_test_accuracy"] for rec in records]
+                ax.errorbar([levels[-1] + 0.18 * (j + 1)], [np.mean(plain)], yerr=[np.std(plain)],
+                            marker=BASELINE_STYLE[key][1], markersize=7, capsize=3, color=f"C{i}",
+                            linestyle="none", markerfacecolor="none", label=f"{label}, {size}")
+    params = [run.get("num_params") for run in _last_round(cells[-1]["runs"][0]["sal"])]
+    ax.set_xticks(levels, [f"{k}\n{p:,} params" if p else str(k) for k, p in zip(levels, params)])
+    ax.set_xlim(levels[0] - 0.3, levels[-1] + 0.5)
+    ax.set_xlabel("SAL level (1 = simplest); the bottom model's plain baselines to the right of it")
+    ax.set_ylabel("test accuracy, last epoch (mean ± std over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if len(cells) > 1:  # three entries per training-set size: beside the axes, not over the lines
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def plot_level_accuracy(cells: Sequence[Record], path: str) -> None:
+    _save(level_accuracy_figure(cells), path)

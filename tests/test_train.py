@@ -22,8 +22,12 @@ def test_digits_main_job_writes_json_table_and_plot(tmp_path):
     (cell,) = saved["cells"]
     assert [run["seed"] for run in cell["runs"]] == [0, 1]
     assert cell["dataset"] == {"name": "digits", "train": 1257, "test": 540}
+    # 64 pixels -> 16 (-> 16) -> 10 classes, weights and biases
+    assert [run["num_params"] for run in cell["runs"][0]["sal"]] == [64 * 16 + 16 + 16 * 10 + 10,
+                                                                    64 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10]
     table = (tmp_path / "results.md").read_text()
-    for row in ("| SAL level 1 |", "| SAL level 2 (bottom) |", "| plain, epoch-matched |", "| plain, time-matched |"):
+    for row in ("| SAL level 1 | 1,210 |", "| SAL level 2 (bottom) | 1,482 |", "| plain, epoch-matched | 1,482 |",
+                "| plain, time-matched | 1,482 |"):
         assert row in table
     assert table == results["table"]
     for plot in ("accuracy_vs_time_full.png", "grad_norms_full.png", "level_accuracy.png"):

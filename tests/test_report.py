@@ -1,0 +1,120 @@
+"""Records, tables and plots of sal_jax.report, from hand-built records (no training: fast)."""
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+
+import sal_jax
+from sal_jax import report
+from sal_jax.ladder import LevelRun
+from sal_jax.levels import init_level
+from sal_jax.models.mlp import MLP
+
+
+def run(level: int, acc: float, name: str = "sal", diverged: bool | None = None, params: int = 26) -> dict:
+    """A results.json record of one run, as report.run_record writes it (three evaluated epochs)."""
+    history = [{"epoch": e, "train_time": 0.1 * level * (e + 1), "train_ce": 0.5, "test_accuracy": acc - 0.1 * (2 - e),
+                "train_grad_norm/dense_0": 1.0, "train_grad_norm/head": 2.0} for e in range(3)]
+    rec = {"name": name, "level": level, "round": 1, "history": history, "train_time": 0.3 * level, "steps": 30,
+           "compiles": {"train": 1, "eval": 1}, "compile_time": 1.0, "final_test_accuracy": acc,
+           "best_test_accuracy": acc, "num_params": params * level}
+    if diverged is not None:  # records written before the field have no "diverged"
+        rec["diverged"] = diverged
+    return rec
+
+
+def seed_record(seed: int, diverged_plain: bool = False) -> dict:
+    return {"seed": seed, "sal_train_time": 0.9, "sal": [run(1, 0.9), run(2, 0.92)],
+            "plain_epoch_matched": run(2, 0.85, "plain", diverged=diverged_plain),
+            "plain_time_matched": run(2, 0.95, "plain_time")}
+
+
+def cell(per_class: int, diverged_plain: bool = False) -> dict:
+    return {"per_class": per_class, "epochs": 3, "dataset": {"name": "tiny", "train": 20, "test": 10},
+            "runs": [seed_record(0, diverged_plain), seed_record(1)]}
+
+
+def test_run_record_counts_parameters_by_hand():
+    module = MLP(hidden_layers=1, width=4, num_classes=2)
+    x = jnp.zeros((5, 3))
+    variables = init_level(module, jax.random.key(0), x)
+    level = LevelRun(name="sal", level=1, round=1, variables=variables, history=[{"test_accuracy": 0.5}],
+                     train_time=0.1, steps=1, compiles={"train": 1, "eval": 1})
+    by_hand = 3 * 4 + 4 + 4 * 2 + 2  # Dense(3 -> 4) with bias, head Dense(4 -> 2) with bias
+    record = report.run_record(level)
+    assert record["num_params"] == by_hand
+    assert sal_jax.num_params(module, x) == by_hand  # the exported function, from the module alone
+    assert json.loads(json.dumps(record))["num_params"] == by_hand
+    logits = sal_jax.predict(module, variables, x)
+    assert logits.shape == (5, 2)
+
+
+def test_table_shows_params_and_marks_a_diverged_method():
+    table = report.markdown_table(cell(0, diverged_plain=True)["runs"])
+    assert "| method | params |" in table
+    assert "| SAL level 1 | 26 |" in table and "| SAL level 2 (bottom) | 52 |" in table
+    assert "| plain, epoch-matched (diverged: 1 of 2 seeds) | 52 |" in table
+    assert "| plain, time-matched | 52 |" in table  # no "diverged" field (older records): not marked
+    assert table.splitlines()[-1] == report.DIVERGED_NOTE
+    assert "log of the class count" in report.DIVERGED_NOTE
+    clean = report.markdown_table(cell(0)["runs"])
+    assert "diverged" not in clean
+
+
+def test_table_of_old_records_without_param_counts():
+    runs = cell(0)["runs"]
+    for rec in runs:
+        for r in rec["sal"] + [rec["plain_epoch_matched"], rec["plain_time_matched"]]:
+            del r["num_params"]
+    assert "| SAL level 1 | — |" in report.markdown_table(runs)
+
+
+def test_summary_marks_divergence():
+    summary = report.summary_table([cell(10, diverged_plain=True), cell(0)])
+    lines = summary.splitlines()
+    assert lines[0] == "| train examples | SAL level 2 (bottom) | plain, epoch-matched | plain, time-matched |"
+    assert "(diverged: 1 of 2 seeds)" in lines[2] and "diverged" not in lines[3]
+    assert lines[-1] == report.DIVERGED_NOTE
+
+
+def labels(ax) -> list[str]:
+    return ax.get_legend_handles_labels()[1]
+
+
+def test_level_accuracy_shows_both_baselines_per_training_set_size():
+    fig = report.level_accuracy_figure([cell(10), cell(0)])
+    (ax,) = fig.axes
+    assert labels(ax) == ["SAL, 10/class", "plain, epoch-matched, 10/class", "plain, time-matched, 10/class",
+                          "SAL, full", "plain, epoch-matched, full", "plain, time-matched, full"]
+    markers = {c.get_label(): c.lines[0].get_marker() for c in ax.containers}
+    assert len({markers["SAL, full"], markers["plain, epoch-matched, full"],
+                markers["plain, time-matched, full"]}) == 3  # told apart by marker, not only by position
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1\n26 params", "2\n52 params"]
+
+
+def test_accuracy_vs_time_panels_and_labels():
+    fig = report.accuracy_vs_time_figure(cell(0)["runs"], "tiny")
+    sal_ax, cmp_ax = fig.axes[:2]
+    assert labels(sal_ax) == ["SAL level 1", "SAL level 2"]
+    assert labels(cmp_ax) == ["SAL bottom (level 2), after the levels above", "plain, epoch-matched",
+                              "plain, time-matched"]
+    for ax in (sal_ax, cmp_ax):
+        assert "compilation, evaluation, checkpoints and logging excluded" in ax.get_xlabel()
+        assert "compilation included" not in ax.get_xlabel()
+    # The level boundaries are labelled (on a top axis): level k ends at the mean of the seeds' cumulative times.
+    for ax in (sal_ax, cmp_ax):
+        (top,) = ax.child_axes
+        assert [t.get_text() for t in top.get_xticklabels()] == ["1", "2"]
+        assert all(math.isclose(v, w) for v, w in zip(top.get_xticks(), [0.3, 0.9], strict=True))
+
+
+def test_write_report_writes_what_the_readme_lists(tmp_path):
+    results = {"cells": [cell(10), cell(0)]}
+    text = report.write_report(results, str(tmp_path))
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["accuracy_vs_time_full.png", "accuracy_vs_time_pc10.png", "grad_norms_full.png",
+                       "grad_norms_pc10.png", "level_accuracy.png", "results.md"]
+    for name in written[:-1]:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "results.md").read_text() == text
