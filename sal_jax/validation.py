@@ -1,17 +1,20 @@
 """Checks of user input that run before any training, each failing with one line naming the field."""
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import ml_collections
+import numpy as np
 
 from sal_jax import parallel
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.errors import ConfigError, is_integer, is_number
 from sal_jax.guidance import SCHEDULES
 from sal_jax.levels import abstract_level, num_params
+from sal_jax.models import CNN, MLP, RNN
 from sal_jax.losses import DISTANCES, align_layers, parse_layer_map
 from sal_jax.optimizers import OPTIMIZERS
 
@@ -51,7 +54,39 @@ def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> 
 def validate_run(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict) -> None:
     """Everything a ladder run needs, checked before its first step."""
     validate_training(config, data)
+    validate_inputs(levels, data)
     validate_ladder(levels, data.x_train[:1], config.guidance)
+
+
+# What each built-in family reads. A wrong rank fails deep inside flax, or, for an MLP on (N,) inputs
+# (flattened to one feature), trains silently on the wrong thing.
+_INPUTS = {CNN: (lambda x: x.ndim == 4, "images of shape (N, H, W, C)"),
+           MLP: (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)"),
+           RNN: (lambda x: x.ndim == 2 and np.issubdtype(x.dtype, np.integer),
+                 "integer token ids of shape (N, L)")}
+
+
+def validate_inputs(levels: Sequence[nn.Module], data: ArrayDataset) -> None:
+    """The dataset's inputs have the rank (and, for text, the dtype) each built-in level reads."""
+    x = data.x_train
+    for k, level in enumerate(levels, 1):
+        for family, (fits, expected) in _INPUTS.items():
+            if isinstance(level, family) and not fits(x):
+                raise ConfigError(f"dataset {data.name!r}: x_train has shape {x.shape} ({x.dtype}), but level {k} "
+                                  f"({family.__name__}) needs {expected}")
+
+
+def check_workdir(workdir: str) -> None:
+    """Creates `workdir` (if needed) and checks that results can be written there: before any data is
+    loaded, rather than failing when the results are written after training."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"workdir: {workdir!r} exists and is not a directory")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as error:  # a path component is a file, no permission, read-only file system
+        raise ConfigError(f"workdir: cannot create {workdir!r}: {error.strerror or error}") from None
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        raise ConfigError(f"workdir: {workdir!r} is not writable")
 
 
 def validate_ladder(levels: Sequence[nn.Module], sample_x: jax.Array,

@@ -91,3 +91,85 @@ def test_labels_outside_the_class_range():
         ArrayDataset("toy", x, y, x, np.zeros(4, np.int32), num_classes=3)
     with pytest.raises(ConfigError, match=r"dataset 'toy': test label -1 at index 0"):
         ArrayDataset("toy", x, np.zeros(4, np.int32), x, np.array([-1, 0, 0, 0]), num_classes=3)
+
+
+def one_line_error(pattern, make):
+    """`make()` raises ConfigError matching `pattern`, with a one-line message; returns that message."""
+    with pytest.raises(ConfigError, match=pattern) as info:
+        make()
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def toy(x_train, y_train, x_test=None, y_test=None, classes=3):
+    x_test = x_train if x_test is None else x_test
+    y_test = np.zeros(len(x_test), np.int32) if y_test is None else y_test
+    return ArrayDataset("toy", x_train, y_train, x_test, y_test, num_classes=classes)
+
+
+def test_a_test_split_with_another_feature_count():
+    x, y = np.zeros((4, 8), np.float32), np.zeros(4, np.int32)
+    one_line_error(r"dataset 'toy': x_test examples have shape \(5,\) but x_train examples have \(8,\); both "
+                   r"splits need the same$", lambda: toy(x, y, np.zeros((4, 5), np.float32)))
+    one_line_error(r"x_test examples have shape \(8, 8, 3\) but x_train examples have \(8, 8, 1\)",
+                   lambda: toy(np.zeros((4, 8, 8, 1)), y, np.zeros((4, 8, 8, 3))))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, bool])
+def test_labels_must_be_integers_even_when_integral_floats(dtype):
+    x = np.zeros((4, 2), np.float32)
+    labels = np.array([0, 1, 2, 1]).astype(dtype)  # integral values: a cast would "work", silently
+    one_line_error(rf"dataset 'toy': y_train must be a 1-D integer array of class ids, got dtype "
+                   rf"{np.dtype(dtype)}, shape \(4,\)$", lambda: toy(x, labels))
+    one_line_error(rf"y_test must be a 1-D integer array of class ids, got dtype {np.dtype(dtype)}",
+                   lambda: toy(x, np.zeros(4, np.int32), x, labels))
+
+
+def test_one_hot_labels_are_refused():
+    one_line_error(r"y_train must be a 1-D integer array of class ids, got dtype int64, shape \(4, 3\)",
+                   lambda: toy(np.zeros((4, 2), np.float32), np.eye(3, dtype=np.int64)[[0, 1, 2, 1]]))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_inputs_name_the_split_and_the_first_bad_example(bad):
+    x = np.zeros((10_000, 2, 2), np.float32)  # > one block of the check (4096 examples)
+    x[5000, 1, 0], x[9000, 0, 0] = bad, bad
+    y = np.zeros(len(x), np.int32)
+    one_line_error(r"dataset 'toy': x_train has a non-finite value \(NaN or inf\) in example 5000; every input "
+                   r"must be finite$", lambda: toy(x, y, np.zeros((3, 2, 2), np.float32), y[:3]))
+    one_line_error(r"dataset 'toy': x_test has a non-finite value \(NaN or inf\) in example 5000",
+                   lambda: toy(np.zeros((3, 2, 2), np.float32), y[:3], x, y))
+
+
+def test_finite_and_integer_inputs_pass():
+    tokens = np.arange(12, dtype=np.int32).reshape(4, 3)
+    assert toy(tokens, np.array([0, 1, 2, 0], np.uint8)).x_train is tokens
+
+
+def test_a_cnn_given_flat_inputs(data, config):
+    config.model.family = "cnn"
+    expect_error(data, config, r"dataset 'blobs': x_train has shape \(150, 8\) \(float32\), but level 1 \(CNN\) "
+                               r"needs images of shape \(N, H, W, C\)$")
+
+
+def test_an_mlp_given_one_dimensional_inputs(data, config):
+    flat = ArrayDataset("flat", data.x_train[:, 0], data.y_train, data.x_test[:, 0], data.y_test, 3)
+    expect_error(flat, config, r"dataset 'flat': x_train has shape \(150,\) \(float32\), but level 1 \(MLP\) "
+                               r"needs inputs of shape \(N, D\) \(or \(N, \.\.\.\), flattened per example\)$")
+
+
+def test_an_rnn_given_float_inputs(data, config):
+    from sal_jax.models import RNN
+    expect_error(data, config, r"level 1 \(RNN\) needs integer token ids of shape \(N, L\)$",
+                 levels=[RNN(1, 8, 30, 3), RNN(2, 8, 30, 3)])
+
+
+def test_a_workdir_that_is_a_file_or_under_one(tmp_path):
+    from sal_jax.validation import check_workdir
+    afile = tmp_path / "results.json"
+    afile.write_text("{}")
+    one_line_error(rf"workdir: '{afile}' exists and is not a directory$", lambda: check_workdir(str(afile)))
+    one_line_error(rf"workdir: cannot create '{afile}/run': Not a directory$",
+                   lambda: check_workdir(str(afile / "run")))
+    check_workdir(str(tmp_path / "new" / "run"))  # a good one is created
+    assert (tmp_path / "new" / "run").is_dir()

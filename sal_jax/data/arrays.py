@@ -22,8 +22,9 @@ class ArrayDataset:
     """A classification dataset held in memory.
 
     Images are float32 arrays (N, H, W, C) or (N, D); text is int32 token ids (N, L) with 0 as padding.
-    Labels are int32 class ids in [0, num_classes). Construction checks sizes and label ranges, so a bad
-    dataset fails here, before training.
+    Labels are 1-D integer class ids in [0, num_classes). Construction checks sizes, label dtypes and
+    ranges, that every input is finite and that both splits' examples have one shape, so a bad dataset
+    fails here, before training.
     """
 
     name: str
@@ -36,16 +37,40 @@ class ArrayDataset:
 
     def __post_init__(self) -> None:
         for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+            x, y = np.asarray(x), np.asarray(y)
             if len(x) != len(y):
                 raise ConfigError(f"dataset {self.name!r}: {split} split has {len(x)} inputs but {len(y)} labels")
             if len(y) == 0:
                 raise ConfigError(f"dataset {self.name!r}: {split} split is empty")
+            # Float labels would be cast to int silently (2.7 -> 2), and one-hot labels are floats too.
+            if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
+                raise ConfigError(f"dataset {self.name!r}: y_{split} must be a 1-D integer array of class ids, "
+                                  f"got dtype {y.dtype}, shape {y.shape}")
             bad = (y < 0) | (y >= self.num_classes)
             if bad.any():
                 i = int(np.argmax(bad))
                 raise ConfigError(
                     f"dataset {self.name!r}: {split} label {int(y[i])} at index {i} is outside "
                     f"[0, {self.num_classes}) (num_classes={self.num_classes})")
+            i = first_non_finite(x)
+            if i is not None:
+                raise ConfigError(f"dataset {self.name!r}: x_{split} has a non-finite value (NaN or inf) in "
+                                  f"example {i}; every input must be finite")
+        if np.shape(self.x_test)[1:] != np.shape(self.x_train)[1:]:  # the levels are built for x_train's shape
+            raise ConfigError(f"dataset {self.name!r}: x_test examples have shape {np.shape(self.x_test)[1:]} but "
+                              f"x_train examples have {np.shape(self.x_train)[1:]}; both splits need the same")
+
+
+def first_non_finite(x: np.ndarray, block: int = 4096) -> int | None:
+    """Index of the first example of `x` holding a NaN or inf, or None. Checked in blocks of examples:
+    a whole-split mask would double a large image split's memory."""
+    if not np.issubdtype(x.dtype, np.inexact):
+        return None  # integer inputs (token ids) are always finite
+    for start in range(0, len(x), block):
+        finite = np.isfinite(x[start:start + block]).reshape(min(block, len(x) - start), -1).all(axis=1)
+        if not finite.all():
+            return start + int(np.argmin(finite))
+    return None
 
 
 def epoch_order(num_examples: int, seed: int, *stream: int) -> np.ndarray:
