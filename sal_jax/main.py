@@ -1,10 +1,14 @@
 """Command line: `sal-jax --config=experiments/configs/digits_mlp.py [--config.key=value ...] --workdir=DIR`."""
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import os
+import re
 import signal
 import sys
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -34,12 +38,14 @@ def _main(argv: list[str]) -> None:
     from sal_jax.checkpoint import Preempted
     from sal_jax.determinism import apply_determinism
     from sal_jax.parallel import initialize_distributed
+    from sal_jax.validation import check_workdir
 
     if _COMPILATION_CACHE.value:
         import jax
         jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # small levels compile in < 1 s
     try:
+        check_workdir(workdir)  # before loading data: a bad workdir would otherwise fail after training
         apply_determinism(config.deterministic)  # XLA reads its flags when the backend starts: before that
         initialize_distributed(config.parallel)  # before anything touches devices; see config.parallel
         results = train_and_evaluate(config, workdir, progress=_PROGRESS.value)
@@ -61,9 +67,82 @@ def _stop(message: str, exit_code: int) -> None:
     sys.exit(exit_code)
 
 
+_CONFIG_ARG = re.compile(r"^--?config(=|$)")
+_OVERRIDE_ARG = re.compile(r"^--?(no)?config\.([^=]+)")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad command line reported as one line (`error: ...`, exit 1).
+
+    ml_collections loads the config file and applies the --config.* overrides while flags are parsed,
+    before `_main` runs: a missing file or a misspelled key would otherwise escape as a long traceback.
+    Other errors raised inside a config file keep their traceback: it points at the user's bug.
+    """
+    try:
+        args = flags.FLAGS(argv)
+    except flags.Error as error:  # absl's own one-line messages (a bad value, a missing --config)
+        sys.exit(f"error: {str(error).strip()}")  # multi-line only for a config file's own error trace
+    except Exception:  # OSError, AttributeError, KeyError from ml_collections' loading and overrides
+        problem = config_problem(argv)
+        if problem is None:
+            raise
+        sys.exit(f"error: {problem}")
+    if not isinstance(_CONFIG.value, ml_collections.ConfigDict):  # ml_collections defers a load failure
+        sys.exit(f"error: {config_problem(argv) or '--config: the config file could not be loaded'}")
+    return args
+
+
+def config_problem(argv: list[str]) -> str | None:
+    """One line naming what is wrong with --config or a --config.* override in `argv`, or None."""
+    argv = flags.FLAGS.read_flags_from_files(argv, force_gnu=False)
+    value = None
+    for i, arg in enumerate(argv):  # the last --config wins, as in absl
+        if _CONFIG_ARG.match(arg):
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else None)
+    if value is None:
+        return None
+    path = value.split(":", 1)[0]  # "file.py:arg" passes arg to get_config
+    if not os.path.exists(path):
+        return f"--config: no config file at {path!r}"
+    if not os.path.isfile(path):
+        return f"--config: {path!r} is not a file"
+    try:  # loaded again, as ml_collections loads it, to walk the override keys
+        spec = importlib.util.spec_from_file_location("sal_jax_config_check", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        config = module.get_config(*value.split(":", 1)[1:])
+    except Exception:  # the config file itself fails: the caller shows that error
+        return None
+    if not isinstance(config, ml_collections.ConfigDict):
+        return f"--config: {path!r} could not be loaded (its get_config() must return a ConfigDict)"
+    for arg in argv:
+        match = _OVERRIDE_ARG.match(arg)
+        if match:
+            problem = _unknown_key(config, match.group(2))
+            if problem:
+                return f"--config.{match.group(2)}: {problem}"
+    return None
+
+
+def _unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
+    """What is wrong with the key path `dotted` (e.g. "train.epochs") in `config`, or None if it exists."""
+    node, section = config, "config"
+    for part in dotted.split("."):
+        if not isinstance(node, ml_collections.ConfigDict):
+            return f"{section} is a value ({node!r}), not a section with keys"
+        if part not in node:
+            keys = sorted(node.keys())
+            close = difflib.get_close_matches(part, keys, n=3)
+            hint = (f"did you mean {' or '.join(map(repr, close))}?" if close
+                    else f"its keys are {', '.join(keys)}")
+            return f"{section} has no key {part!r}; {hint}"
+        node, section = node[part], f"{section}.{part}"
+    return None
+
+
 def run() -> None:
     """Console-script entry point."""
-    app.run(_main)
+    app.run(_main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""The command line reports a bad command line as one line (`error: ...`), exit 1, before any training."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = "experiments/configs/digits_mlp.py"
+
+
+def cli_error(*args: str) -> str:
+    """Runs `python -m sal_jax.main args`; it must fail with one line on stderr and print nothing else."""
+    proc = subprocess.run([sys.executable, "-m", "sal_jax.main", "--noprogress", "--compilation_cache=", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("overrides", [[], ["--config.train.epochs=3"]])
+def test_a_missing_config_file(overrides):
+    assert cli_error("--config=nope.py", *overrides) == "error: --config: no config file at 'nope.py'"
+
+
+def test_a_config_that_is_a_directory():
+    assert cli_error("--config=experiments") == "error: --config: 'experiments' is not a file"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.train.epoch=3", "--config.train.epoch: config.train has no key 'epoch'; did you mean 'epochs'?"),
+    ("--config.trian.epochs=3", "--config.trian.epochs: config has no key 'trian'; did you mean 'train'?"),
+    ("--config.train.foo=1", "--config.train.foo: config.train has no key 'foo'; its keys are batch_size, "
+                             "epochs, eval_every, learning_rate, optimizer, rounds, steps_per_call"),
+    ("--noconfig.data.augmnt", "--config.data.augmnt: config.data has no key 'augmnt'; did you mean 'augment'?"),
+])
+def test_a_misspelled_key_names_the_keys_nearby(override, message):
+    assert cli_error(f"--config={CONFIG}", override) == f"error: {message}"
+
+
+def test_a_bad_value_is_one_line():
+    assert cli_error(f"--config={CONFIG}", "--config.train.epochs=abc") == (
+        "error: flag --config.train.epochs=abc: invalid literal for int() with base 10: 'abc'")
+
+
+def test_a_workdir_that_is_a_file_or_under_one(tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("")
+    assert cli_error(f"--config={CONFIG}", f"--workdir={afile}") == (
+        f"error: workdir: '{afile}' exists and is not a directory")
+    assert cli_error(f"--config={CONFIG}", f"--workdir={afile}/run") == (
+        f"error: workdir: cannot create '{afile}/run': Not a directory")
