@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sal_jax.errors import ConfigError
 from sal_jax.guidance import Guidance
 from sal_jax.levels import Variables, apply_level, init_level
 from sal_jax.losses import cross_entropy, hidden_guidance, output_guidance, weighted_mean
@@ -53,10 +54,25 @@ def level_variables(state: TrainState) -> Variables:
     return variables
 
 
+BATCH_KEYS = {"x": "the inputs", "y": "the integer labels",
+              "weight": "the per-example weight: 1 for real examples, 0 for padding"}
+
+
+def check_batch(batch: Batch) -> None:
+    """A batch dict has every key the steps read. A plain Python check: it runs while the step is traced,
+    so it costs nothing per step, and replaces a bare KeyError('weight') from inside the trace."""
+    missing = [key for key in BATCH_KEYS if key not in batch]
+    if missing:
+        needs = "; ".join(f"{key!r} ({what})" for key, what in BATCH_KEYS.items())
+        raise ConfigError(f"batch: missing {', '.join(map(repr, missing))} (has {sorted(batch)}); a batch needs "
+                          f"{needs}")
+
+
 def loss_terms(student: nn.Module, guidance: Guidance | None, params: Any, batch_stats: Any,
                teacher_variables: Variables | None, batch: Batch, step: jax.Array, train: bool
                ) -> tuple[jax.Array, tuple[Metrics, Any]]:
     """L = CE + λ_h Σ_j D(P_j(h_a(j)), h^T_j) + λ_o T² KL(teacher ‖ student), and its terms."""
+    check_batch(batch)
     variables = {"params": params["model"], **({"batch_stats": batch_stats} if batch_stats else {})}
     (logits, features), new_batch_stats = apply_level(student, variables, batch["x"], train)
     weight = batch["weight"]
@@ -120,6 +136,7 @@ def train_step_fn(student: nn.Module, tx: optax.GradientTransformation, guidance
     """
 
     def train_step(state: TrainState, teacher_variables: Variables | None, batch: Batch):
+        check_batch(batch)  # before augment reads batch["x"]
         if augment is not None:
             batch = {**batch, "x": augment(batch["x"], jax.random.fold_in(augment_key, state.step))}
         grad_fn = jax.grad(loss_terms, argnums=2, has_aux=True)

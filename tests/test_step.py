@@ -1,4 +1,6 @@
 """The jitted steps: the frozen teacher, BatchNorm modes, projections, compile counts."""
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -9,6 +11,7 @@ import pytest
 
 from promises import MATMUL_RTOL, assert_same_math
 from sal_jax.config import default_config
+from sal_jax.errors import ConfigError
 from sal_jax.guidance import Guidance, make_guidance
 from sal_jax.models import CNN, MLP
 from sal_jax.projection import Projection
@@ -177,3 +180,21 @@ def test_projection_is_resize_then_channel_map_in_either_order(student_shape, ta
     resized = jax.image.resize(h, (3, *target[:-1], student_shape[-1]), method="linear")
     # Resize and channel map commute in exact arithmetic; float32 matmuls at the backend's precision.
     np.testing.assert_allclose(got, resized @ kernel + bias, rtol=MATMUL_RTOL, atol=MATMUL_RTOL)
+
+
+@pytest.mark.parametrize("missing", ["weight", "y"])
+def test_a_batch_without_a_needed_key_is_named_at_trace_time(mlp_batch, missing):
+    student = MLP(2, 6, 3, "tanh")
+    tx = optax.sgd(0.1)
+    state = init_state(student, tx, jax.random.key(0), mlp_batch["x"])
+    bad = {k: v for k, v in mlp_batch.items() if k != missing}
+    expected = (rf"^batch: missing '{missing}' \(has \[.*\]\); a batch needs 'x' \(the inputs\); 'y' \(the "
+                r"integer labels\); 'weight' \(the per-example weight: 1 for real examples, 0 for padding\)$")
+    calls = [lambda step=step: jax.eval_shape(step, state, None, bad)  # tracing alone raises it: no compiling
+             for step in (make_train_step(student, tx), make_eval_step(student))]
+    calls.append(lambda: loss_terms(student, None, state.params, state.batch_stats, None, bad, state.step, False))
+    for call in calls:
+        with pytest.raises(ConfigError) as info:
+            call()
+        # the message itself (JAX may attach a note about its filtered traceback frames, as a PEP 678 note)
+        assert re.fullmatch(expected, str(info.value)), str(info.value)
