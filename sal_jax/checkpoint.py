@@ -346,4 +346,43 @@ def load_level(directory: str, level: int, module: Any = None) -> tuple[Any, Any
         config = ml_collections.ConfigDict(meta["config"])
         module = make_level(config.model.family, level - 1, config.model, meta["metadata"]["num_classes"],
                             meta["metadata"]["vocab_size"])
+        # The config describes the built-in ladder even when the run trained the user's own modules:
+        # the saved variables then belong to another module, and flax would fail only when it is applied.
+        difference = _built_in_mismatch(module, config.model.family, variables)
+        if difference:
+            raise ConfigError(
+                f"level {level} in {directory} does not match the built-in {config.model.family!r} level its "
+                f"config describes ({difference}): the run trained modules of your own; pass one as "
+                f"load_level(directory, level, module=...)")
     return module, variables
+
+
+def _built_in_mismatch(module: Any, family: str, variables: Any) -> str | None:
+    """The first difference between saved `variables` and those of the built-in `module` (paths and
+    shapes, from an abstract init: free), or None when they match."""
+    from sal_jax.levels import abstract_level
+
+    params = variables.get("params", {}) if isinstance(variables, dict) else {}
+    # Parameter shapes of the built-in levels depend on the input only through the first layer's input
+    # width, read from the saved first layer; image size and sequence length change no parameter.
+    first = {"mlp": ("dense_0", lambda k: (1, k.shape[0])), "cnn": ("conv_0", lambda k: (1, 4, 4, k.shape[2]))}
+    if family in first:
+        name, shape = first[family]
+        layer = params.get(name)
+        kernel = layer.get("kernel") if isinstance(layer, dict) else None
+        if kernel is None or len(kernel.shape) < 2:
+            return f"it has no parameters {name}/kernel"
+        sample = jax.ShapeDtypeStruct(shape(kernel), jnp.float32)
+    else:
+        sample = jax.ShapeDtypeStruct((1, 4), jnp.int32)  # token ids
+    shapes = lambda tree: {jax.tree_util.keystr(path): tuple(leaf.shape)
+                           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+    saved, built = shapes(variables), shapes(abstract_level(module, sample)[1])
+    for path in sorted(saved.keys() | built.keys()):
+        if path not in built:
+            return f"it has {path}, which the built-in level lacks"
+        if path not in saved:
+            return f"it lacks {path}"
+        if saved[path] != built[path]:
+            return f"{path} has shape {saved[path]}, the built-in level's {built[path]}"
+    return None

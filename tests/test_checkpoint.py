@@ -1,11 +1,13 @@
 """Exact resume after SIGKILL and SIGTERM anywhere in the ladder; corrupt checkpoints; config changes;
 loading a trained level from disk."""
 import random
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from sal_jax.checkpoint import config_differences, flat_config, load_level
 from sal_jax.errors import ConfigError
 from sal_jax.ladder import train_ladder
 from sal_jax.levels import predict
-from sal_jax.models import make_ladder
+from sal_jax.models import MLP, make_ladder
 
 CHILD = Path(__file__).resolve().parent / "checkpoint_child.py"
 # Each phase (a level in a round, then the epoch-matched baseline) is 3 epochs x 4 steps. One round:
@@ -278,3 +280,37 @@ def test_load_a_trained_level_and_predict(tmp_path, reference):
 def test_load_level_names_unfinished_levels(interrupted):
     with pytest.raises(ConfigError, match=r"level 3 has not finished training in .* \(finished levels: \[1\]\)"):
         load_level(str(interrupted), 3)
+
+
+class OwnLevel(nn.Module):
+    """A user's level: not a built-in family, so the checkpoint's config cannot rebuild it."""
+
+    width: int
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.tanh(nn.Dense(self.width, name="hidden")(x))
+        return nn.Dense(3, name="out")(h), (h,)
+
+
+@pytest.mark.parametrize("levels, difference", [
+    ([OwnLevel(4), OwnLevel(8)], r"it has no parameters dense_0/kernel"),
+    # built-in classes, but not the ladder the config describes (width 16): same names, other shapes
+    ([MLP(1, 5, 3), MLP(2, 5, 3)], r"\['params'\]\['dense_0'\]\['bias'\] has shape \(5,\), the built-in "
+                                   r"level's \(16,\)"),
+])
+def test_load_level_of_a_users_own_ladder_asks_for_its_module(tmp_path, levels, difference):
+    config = child_config()
+    config.model.levels, config.train.epochs = (1, 2), 1
+    config.baselines.epoch_matched = False
+    directory = str(tmp_path / "run")
+    train_ladder(levels, blobs(), config, checkpoint_dir=directory)
+    with pytest.raises(ConfigError) as info:
+        load_level(directory, 2)
+    message = str(info.value)
+    assert re.fullmatch(rf"level 2 in .*/run does not match the built-in 'mlp' level its config describes "
+                        rf"\({difference}\): the run trained modules of your own; pass one as "
+                        rf"load_level\(directory, level, module=\.\.\.\)", message), message
+    module, variables = load_level(directory, 2, module=levels[1])  # with its module, it loads and predicts
+    assert module is levels[1]
+    assert predict(module, variables, blobs().x_test).shape == (60, 3)
