@@ -18,8 +18,9 @@ from sal_jax.ladder import LadderResult, LevelRun
 Record = dict[str, Any]
 BASELINES = {"plain_epoch_matched": "plain, epoch-matched", "plain_time_matched": "plain, time-matched"}
 ABLATION_LABELS = {"hidden_only": "SAL hidden-only", "output_only": "SAL output-only"}
-DIVERGED_NOTE = ("diverged: its final training cross-entropy is above that of uniform guessing "
-                 "(log of the class count)")
+# The criterion of sal_jax.ladder.train_level's `diverged` flag.
+DIVERGED_NOTE = ("diverged: its last epoch's training cross-entropy is above twice that of uniform guessing "
+                 "(2 × the log of the class count)")
 
 
 def run_record(run: LevelRun) -> Record:
