@@ -186,8 +186,8 @@ def accuracy_vs_time_figure(records: Sequence[Record], title: str = "") -> Figur
         for j, run in enumerate(rec["sal"]):
             rows = _evaluated(run["history"])
             xs, ys = [offset + r["train_time"] for r in rows], [r["test_accuracy"] for r in rows]
-            ax_sal.plot(xs, ys, color=colors[run["level"] - 1], lw=1.2,
-                        label=f"SAL {run_name(run)}" if i == 0 and run["round"] == rounds else None)
+            ax_sal.plot(xs, ys, color=colors[run["level"] - 1], lw=1.2,  # a color per level, in every round
+                        label=f"SAL level {run['level']}" if i == 0 and run["round"] == 1 else None)
             if j == len(rec["sal"]) - 1:
                 ax_cmp.plot(xs, ys, color=colors[-1], lw=1.2,
                             label=f"SAL bottom ({run_name(run)}), after the levels above" if i == 0 else None)
@@ -202,13 +202,15 @@ def accuracy_vs_time_figure(records: Sequence[Record], title: str = "") -> Figur
             ax.axvline(end, color="0.5", lw=0.8, linestyle=":")
         # The level boundaries, labelled on a top axis: a legend entry cannot say which line is which.
         top = ax.secondary_xaxis("top")
-        top.set_xticks(ends, [str(run["level"]) for run in runs], fontsize=8)
+        top.set_xticks(ends, [str(run["level"]) + (f" (r{run['round']})" if rounds > 1 else "") for run in runs],
+                       fontsize=8)
         top.set_xlabel("dotted: end of SAL level (mean over seeds)", fontsize=8)
         ax.set_xlabel(TIME_LABEL, fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     ax_sal.set_ylabel("test accuracy")
-    ax_sal.set_title("SAL, level by level (each level starts from fresh weights)", fontsize=10)
+    ax_sal.set_title("SAL, level by level (" + ("each level starts from fresh weights)" if rounds == 1 else
+                     "fresh weights in round 1, then each level's own)"), fontsize=10)
     ax_cmp.set_title("bottom model: SAL vs plain training", fontsize=10)
     fig.suptitle(f"{title}: one line per seed" if title else "one line per seed", fontsize=11)
     fig.tight_layout()

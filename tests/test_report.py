@@ -118,3 +118,15 @@ def test_write_report_writes_what_the_readme_lists(tmp_path):
     for name in written[:-1]:
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "results.md").read_text() == text
+
+
+def test_accuracy_vs_time_over_two_rounds_labels_each_level_once():
+    records = []
+    for seed in range(2):
+        sal = [{**run(level, 0.9), "round": r} for r in (1, 2) for level in (1, 2)]
+        records.append({**seed_record(seed), "sal": sal})
+    fig = report.accuracy_vs_time_figure(records)
+    sal_ax, cmp_ax = fig.axes[:2]
+    assert labels(sal_ax) == ["SAL level 1", "SAL level 2"]
+    assert labels(cmp_ax)[0] == "SAL bottom (level 2, round 2), after the levels above"
+    assert [t.get_text() for t in sal_ax.child_axes[0].get_xticklabels()] == ["1 (r1)", "2 (r1)", "1 (r2)", "2 (r2)"]
