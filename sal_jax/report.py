@@ -165,6 +165,11 @@ def _level_colors(n: int) -> list:
     return [colormaps["Blues"](0.45 + 0.55 * i / max(n - 1, 1)) for i in range(n)]
 
 
+def _line(ax, xs: Sequence[float], ys: Sequence[float], **style) -> None:
+    """A curve, with its points marked when there are few (a level evaluated once would be invisible)."""
+    ax.plot(xs, ys, lw=1.2, marker="o" if len(xs) <= 10 else None, markersize=3, **style)
+
+
 def accuracy_vs_time_figure(records: Sequence[Record], title: str = "") -> Figure:
     """Test accuracy against cumulative training time, one line per seed, in two panels on one time axis.
 
@@ -186,17 +191,20 @@ def accuracy_vs_time_figure(records: Sequence[Record], title: str = "") -> Figur
         for j, run in enumerate(rec["sal"]):
             rows = _evaluated(run["history"])
             xs, ys = [offset + r["train_time"] for r in rows], [r["test_accuracy"] for r in rows]
-            ax_sal.plot(xs, ys, color=colors[run["level"] - 1], lw=1.2,  # a color per level, in every round
-                        label=f"SAL level {run['level']}" if i == 0 and run["round"] == 1 else None)
+            _line(ax_sal, xs, ys, color=colors[run["level"] - 1],  # a color per level, in every round
+                  label=f"SAL level {run['level']}" if i == 0 and run["round"] == 1 else None)
             if j == len(rec["sal"]) - 1:
-                ax_cmp.plot(xs, ys, color=colors[-1], lw=1.2,
-                            label=f"SAL bottom ({run_name(run)}), after the levels above" if i == 0 else None)
+                _line(ax_cmp, xs, ys, color=colors[-1],
+                      label=f"SAL bottom ({run_name(run)}), after the levels above" if i == 0 else None)
             offset += run["train_time"]
         for key, label in BASELINES.items():
             if key in rec:
                 rows = _evaluated(rec[key]["history"])
-                ax_cmp.plot([r["train_time"] for r in rows], [r["test_accuracy"] for r in rows],
-                            color=BASELINE_STYLE[key][0], lw=1.2, alpha=0.85, label=label if i == 0 else None)
+                # Dashed and on top: the time-matched run repeats the epoch-matched one until that one ends.
+                dashed = key == "plain_epoch_matched"
+                _line(ax_cmp, [r["train_time"] for r in rows], [r["test_accuracy"] for r in rows],
+                      color=BASELINE_STYLE[key][0], alpha=0.85, linestyle="--" if dashed else "-",
+                      zorder=3 if dashed else 2, label=label if i == 0 else None)
     for ax in (ax_sal, ax_cmp):
         for end in ends:
             ax.axvline(end, color="0.5", lw=0.8, linestyle=":")
