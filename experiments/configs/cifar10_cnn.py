@@ -1,14 +1,16 @@
 """Experiment 3 — CIFAR-10, small CNN ladder (1, 2, 3 conv blocks of 16, 32, 64 channels, BatchNorm).
 
 SAL vs plain (epoch- and time-matched) and both ablations, 3 seeds, at 500 and 1,000 training examples
-per class (one CPU core trains both sizes in about 7 minutes per seed); test on all 10,000 test images. The
+per class; test on all 10,000 test images. The
 CIFAR-10 copy behind experiments/results (../shared) is a JPEG re-encoding, so those accuracies are not comparable
 to papers; a copy prepared by TFDS (README, "Datasets") has the original pixels.
 
 Command:
     sal-jax --config=experiments/configs/cifar10_cnn.py --workdir=experiments/results/cifar10_cnn
-Run time on 2 CPU cores: 21 minutes, pinned to one of them (TFDS_DATA_DIR pointing at the prepared data).
-`--config.quick=True`: one small cell, about a minute.
+Run time: 21 minutes on 2 CPU cores, pinned to one of them (TFDS_DATA_DIR pointing at the prepared data),
+measured with an earlier version (commit a204e7e; the wall_time in experiments/results/cifar10_cnn/
+results.json), not since. `--config.quick=True`: one small cell, 84 s measured 2026-11-26 on a 2-core
+CPU shared with other jobs (an upper bound).
 """
 from sal_jax.config import default_config
 

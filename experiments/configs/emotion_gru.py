@@ -1,14 +1,16 @@
 """Experiment 4b — CARER emotion (6 classes) with the GRU ladder of text_gru.py (1, 2, 3 layers of 64).
 
 SAL vs plain (epoch- and time-matched) and both ablations, 3 seeds, at 80 and 300 training tweets per
-class (the full 16,000 would take about 45 minutes on one core); test on all 2,000 test tweets.
+class (the full 16,000 is not part of the sweep); test on all 2,000 test tweets.
 
 Command:
     sal-jax --config=experiments/configs/emotion_gru.py --config.data.data_dir=../shared/datasets \\
         --workdir=experiments/results/emotion_gru
 --config.data.data_dir: the folder holding trec/ and emotion/ (README, "Datasets"); ../shared/datasets is
 this project's.
-Run time on 2 CPU cores: about 12 minutes (one core). `--config.quick=True`: under a minute.
+Run time: about 13 minutes on 2 CPU cores (one used), measured with an earlier version (commit e2da9f0;
+the wall_time in experiments/results/emotion_gru/results.json), not since. `--config.quick=True`: 48 s
+measured 2026-11-26 on a 2-core CPU shared with other jobs (an upper bound).
 """
 import os
 import sys
