@@ -30,7 +30,8 @@ from sal_jax.errors import ConfigError, first_line
 # Config keys that do not change a ladder run's results: they may differ between a run and its
 # resumption. (A sweep cell's own size and epochs are copied into data.per_class / train.epochs.)
 # parallel.*: the mesh changes results only by float rounding, and resuming on another topology is the point.
-RESULT_NEUTRAL = ("checkpoint.", "num_seeds", "quick", "sweep.", "ablations", "parallel.", "train.steps_per_call")
+RESULT_NEUTRAL = ("checkpoint.", "num_seeds", "quick", "sweep.", "ablations", "parallel.", "train.steps_per_call",
+                  "tensorboard")
 ARRAY_ITEMS = ("finished", "state", "sums")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a scheduler's preemption, and Ctrl-C
 

@@ -27,9 +27,25 @@ from sal_jax.step import Metrics, Step, TrainState
 
 CALL_SECONDS = 0.1  # steps_per_call = 0: calls sized to take about this long
 
-# (state, teacher_variables, source, plan, offset, n, sums) -> (state, sums) for training, sums for evaluation
-TrainChunk = Callable[..., tuple[TrainState, Metrics]]
+# (state, teacher_variables, source, plan, offset, n, sums) -> (state, sums, health) for training, sums for
+# evaluation. health = {"step": the first step of the call whose metrics were not all finite (the count of
+# the level's steps before it; -1: none), "metrics": that step's metrics}: read once per call, it costs a
+# few comparisons per step and no extra host sync.
+TrainChunk = Callable[..., tuple[TrainState, Metrics, dict[str, Any]]]
 EvalChunk = Callable[..., Metrics]
+
+
+def all_finite(sums: Metrics) -> dict[str, Any]:
+    """The health a call starts from: no step non-finite yet (metrics shaped like `sums`)."""
+    return {"step": jnp.int32(-1), "metrics": jax.tree.map(jnp.zeros_like, sums)}
+
+
+def _watch(health: dict[str, Any], step: jax.Array, metrics: Metrics) -> dict[str, Any]:
+    """`health` after a step: the first step whose metrics (loss terms, gradient norms) are not all finite."""
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(m)) for m in jax.tree.leaves(metrics)]))
+    first = (health["step"] < 0) & ~finite
+    return {"step": jnp.where(first, step, health["step"]),
+            "metrics": jax.tree.map(lambda old, new: jnp.where(first, new, old), health["metrics"], metrics)}
 
 
 def _batch(split: SplitBatches, shardings: StepShardings, source: Any, plan: Any, row: jax.Array) -> Any:
@@ -45,40 +61,43 @@ def _shardings(split: SplitBatches, shardings: StepShardings, scalars: int = 2) 
 
 def make_train_chunk(train_step: Step, split: SplitBatches, shardings: StepShardings, device_loop: bool = True
                      ) -> TrainChunk:
-    """chunk(state, teacher_variables, source, plan, offset, n, sums) -> (state, sums): train steps on plan
-    rows offset..offset+n, adding each step's metrics to `sums`. The state is donated (the sums are not:
-    a level's zeros start every epoch).
+    """chunk(state, teacher_variables, source, plan, offset, n, sums) -> (state, sums, health): train steps on
+    plan rows offset..offset+n, adding each step's metrics to `sums` and watching them for non-finite
+    values (`health`, see TrainChunk). The state is donated (the sums are not: a level's zeros start every
+    epoch).
 
     device_loop: one compiled call runs all n steps (a `fori_loop`). Else the call dispatches a compiled
     single step n times from Python, without waiting between them: for XLA:CPU and convolutions, whose
     weight gradients it compiles ~30x slower inside a loop (`needs_host_loop`). Either way every step of
     a level runs the same program, whatever n.
     """
-    def step_and_add(state, teacher_variables, source, plan, row, sums):
-        state, metrics = train_step(state, teacher_variables, _batch(split, shardings, source, plan, row))
-        return state, jax.tree.map(jnp.add, sums, metrics)
+    def step_and_add(state, teacher_variables, source, plan, row, sums, health):
+        new_state, metrics = train_step(state, teacher_variables, _batch(split, shardings, source, plan, row))
+        return new_state, jax.tree.map(jnp.add, sums, metrics), _watch(health, state.step, metrics)
 
-    out_shardings = (shardings.state, shardings.replicated)
+    r = shardings.replicated
+    out_shardings = (shardings.state, r, r)
     if not device_loop:
-        one_step = jax.jit(step_and_add, donate_argnums=0, in_shardings=_shardings(split, shardings, scalars=1),
-                           out_shardings=out_shardings)
+        one_step = jax.jit(step_and_add, donate_argnums=0,
+                           in_shardings=(*_shardings(split, shardings, scalars=1), r), out_shardings=out_shardings)
 
         compiled = []  # the step's executable, once `compile_ahead` has built it
 
         def host_loop(state, teacher_variables, source, plan, offset, n, sums):
+            health = jax.device_put(all_finite(sums), r)
             if n == 0 and not compiled:  # compile_ahead: build the executable, run nothing
-                compiled.append(one_step.lower(state, teacher_variables, source, plan, offset, sums).compile())
+                compiled.append(one_step.lower(state, teacher_variables, source, plan, offset, sums, health).compile())
             step = compiled[0] if compiled else one_step
             for i in range(n):
-                state, sums = step(state, teacher_variables, source, plan, offset + i, sums)
-            return state, sums
+                state, sums, health = step(state, teacher_variables, source, plan, offset + i, sums, health)
+            return state, sums, health
         host_loop._cache_size = lambda: len(compiled) + one_step._cache_size()  # as a jitted function reports
         return host_loop
 
     def train_chunk(state, teacher_variables, source, plan, offset, n, sums):
         def body(i, carry):
-            return step_and_add(carry[0], teacher_variables, source, plan, offset + i, carry[1])
-        return jax.lax.fori_loop(0, n, body, (state, sums))
+            return step_and_add(*carry[:1], teacher_variables, source, plan, offset + i, *carry[1:])
+        return jax.lax.fori_loop(0, n, body, (state, sums, all_finite(sums)))
 
     return jax.jit(train_chunk, donate_argnums=0, in_shardings=_shardings(split, shardings),
                    out_shardings=out_shardings)
@@ -151,7 +170,7 @@ def compile_level(train_step: Step, eval_step: Callable[..., Metrics], train_spl
         make_train_chunk(train_step, train_split, shardings, device_loop=not needs_host_loop(train_jaxpr)),
         make_eval_chunk(eval_step, test_split, shardings),
         zero_sums(train_outputs[1], shardings), zero_sums(eval_outputs, shardings))  # train: (state, metrics)
-    state, _ = compile_ahead(programs.train, train_split, state, teacher_variables, programs.train_zeros)
+    state, _, _ = compile_ahead(programs.train, train_split, state, teacher_variables, programs.train_zeros)
     jax.block_until_ready(compile_ahead(programs.evaluate, test_split, state, teacher_variables, programs.eval_zeros))
     return programs, state
 

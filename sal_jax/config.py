@@ -60,6 +60,10 @@ def default_config() -> ml_collections.ConfigDict:
     config.baselines.epoch_matched = True  # plain bottom level, epochs * rounds epochs
     config.baselines.time_matched = True   # plain bottom level, the whole SAL run's training time
 
+    # TensorBoard event files under <workdir>/tensorboard, one run per cell/seed/ladder/level:
+    # `tensorboard --logdir <workdir>` follows a run live (sal_jax/summaries.py).
+    config.tensorboard = True
+
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.enabled = True        # sal-jax checkpoints under <workdir>/checkpoints and resumes from them
     config.checkpoint.every_steps = 1000    # training steps between checkpoints (each level's end is saved too)

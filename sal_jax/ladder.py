@@ -6,10 +6,13 @@ weights and see the same batches; only the guidance differs.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
+import os
 import sys
 import time
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import flax.linen as nn
 import jax
@@ -21,6 +24,7 @@ from sal_jax import chunks, parallel
 from sal_jax.data.arrays import ArrayDataset, epoch_order
 from sal_jax.data.images import augment_images
 from sal_jax.determinism import apply_determinism
+from sal_jax.errors import TrainingDiverged
 from sal_jax.guidance import make_guidance
 from sal_jax.levels import Variables
 from sal_jax.optimizers import make_optimizer
@@ -42,6 +46,7 @@ class LevelRun:
     steps: int
     compiles: dict[str, int]        # compilations of the train and eval steps (1 each when all is well)
     compile_time: float = 0.0       # seconds compiling them (absent from records written before it was kept)
+    diverged: bool = False          # its last epoch's training CE is worse than twice uniform guessing's
 
     def record(self) -> dict[str, Any]:
         """Everything but the variables, as JSON: what a checkpoint stores of a finished phase (and
@@ -79,6 +84,19 @@ class ChunkHook(Protocol):
         """After a call that ran `steps` steps."""
 
 
+class LevelLog(Protocol):
+    """Where a level's metrics go as it trains (sal_jax.summaries: TensorBoard); not training time."""
+
+    def train(self, step: int, means: dict[str, float]) -> None:
+        """A training call's metric means over its steps; `step`: the level's steps after it."""
+
+    def epoch(self, step: int, row: dict[str, float]) -> None:
+        """An epoch's history row (train means, test metrics when evaluated, training time)."""
+
+    def flush(self) -> None:
+        """Everything logged so far to disk (before a checkpoint is saved)."""
+
+
 def use_teacher_cache(config: ml_collections.ConfigDict, guidance) -> bool:
     """Cache the teacher's outputs when it guides, inputs never change (no augmentation) and one process
     holds all the data (several processes fall back to the teacher forward in every step)."""
@@ -107,7 +125,7 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                 round_: int = 1, epochs: int | None = None, teacher: tuple[nn.Module, Variables] | None = None,
                 start_from: Variables | None = None, time_budget: float | None = None, name: str = "",
                 progress: bool = False, resume: tuple[TrainState, Progress] | None = None,
-                on_chunk: ChunkHook | None = None) -> LevelRun:
+                on_chunk: ChunkHook | None = None, log: LevelLog | None = None) -> LevelRun:
     """Trains `student` (level `level`, 1-based) on `data`, guided by the frozen teacher if given.
 
     teacher: the frozen level above, (module, variables) -- e.g. sal_jax.checkpoint.load_level's result.
@@ -118,6 +136,12 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
       time-matched baseline. Checked between calls, which shrink to fit the time left (sal_jax.chunks).
     resume: a (state, progress) from a checkpoint; training continues exactly where it stopped.
     on_chunk: called between training calls (checkpoints, preemption).
+    log: receives each call's and each epoch's metrics (e.g. sal_jax.summaries.LevelLog: TensorBoard).
+
+    A non-finite loss term or gradient stops training with TrainingDiverged (one line: the level, round,
+    step and the term that went non-finite first), before `on_chunk` sees the state: nothing after it is
+    saved. A finished level whose last epoch's training cross-entropy is above twice that
+    of uniform guessing is returned with `diverged` set, and reported on stderr.
 
     Training runs `config.train.steps_per_call` steps per call (sal_jax.chunks). Its clock counts the
     level's setup (teacher cache, copying the data to the devices) and the training calls; compilation
@@ -173,23 +197,34 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
         # A time budget is judged by process 0's clock: all processes must stop at the same step.
         return prog.epoch >= epochs if time_budget is None else parallel.agree(prog.train_time >= time_budget)
 
-    with tqdm(total=None if time_budget else epochs, initial=prog.epoch, desc=name or f"level {level}",
-              disable=not progress, leave=False, unit="epoch") as bar:  # closed (cleared) on an exception too
+    name = name or f"level {level}"
+    # disable=None: no bar when stderr is not a terminal (a log file would collect every redraw)
+    with tqdm(total=None if time_budget else epochs, initial=prog.epoch, desc=name,
+              disable=None if progress else True, leave=False, unit="epoch") as bar:  # cleared on an exception too
         while not finished():
             order = epoch_order(len(data.x_train), config.seed, level, round_, prog.epoch)
+            logged = None if log is None or prog.sums is None else jax.device_get(prog.sums)  # sums at the last log
             out_of_time = False
             while prog.step_in_epoch < steps_per_epoch and not out_of_time:  # the ragged remainder is dropped
                 limit = steps_per_epoch - prog.step_in_epoch
-                if on_chunk is not None:
-                    limit = min(limit, on_chunk.steps_until_save())
+                until_save = None if on_chunk is None else on_chunk.steps_until_save()
+                if until_save is not None:
+                    limit = min(limit, until_save)
                 time_left = None if time_budget is None else time_budget - prog.train_time
                 n = parallel.agree(sizer.next(limit, time_left))  # every process runs the same steps
                 start = time.perf_counter()
                 plan, offset = train_split.plan(order, prog.step_in_epoch, n)
                 sums = programs.train_zeros if prog.sums is None else prog.sums
-                state, prog.sums = programs.train(state, teacher_variables, train_split.source, plan, offset, n, sums)
-                jax.block_until_ready(state.step)
+                state, prog.sums, health = programs.train(state, teacher_variables, train_split.source, plan,
+                                                          offset, n, sums)
+                health = jax.device_get(health)  # waits for the call
                 seconds = time.perf_counter() - start
+                if health["step"] >= 0:
+                    raise TrainingDiverged(nonfinite_message(name, level, round_, health))
+                if log is not None:
+                    logged = _log_call(log, int(state.step), n, jax.device_get(prog.sums), logged)
+                    if n == until_save:  # on disk before the checkpoint: a SIGKILL after it loses no event
+                        log.flush()
                 prog.train_time += seconds
                 prog.step_in_epoch += n
                 sizer.observe(n, seconds)
@@ -205,10 +240,40 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                 row.update({f"test_{k}": v for k, v in test.items()})
                 bar.set_postfix(test_acc=f"{row['test_accuracy']:.3f}", loss=f"{row['train_loss']:.3f}")
             prog.history.append(row)
+            if log is not None:
+                log.epoch(int(state.step), row)
             bar.update(1)
-    return LevelRun(name or f"level {level}", level, round_, level_variables(state), prog.history,
-                    prog.train_time, int(state.step),
-                    {"train": programs.train._cache_size(), "eval": programs.evaluate._cache_size()}, compile_time)
+    diverged = bool(prog.history) and prog.history[-1]["train_ce"] > 2 * math.log(data.num_classes)
+    if diverged:
+        print(f"warning: {name} diverged: its last epoch's training cross-entropy is "
+              f"{prog.history[-1]['train_ce']:.4g}, uniform guessing's is {math.log(data.num_classes):.4g}",
+              file=sys.stderr)
+    return LevelRun(name, level, round_, level_variables(state), prog.history, prog.train_time, int(state.step),
+                    {"train": programs.train._cache_size(), "eval": programs.evaluate._cache_size()}, compile_time,
+                    diverged)
+
+
+def _log_call(log: LevelLog, step: int, steps: int, sums: dict[str, Any], logged: dict[str, Any] | None
+              ) -> dict[str, Any]:
+    """Sends a call's metric means (the epoch's sums now, minus at the last call) to `log`; returns `sums`."""
+    log.train(step, {k: (float(v) - (0.0 if logged is None else float(logged[k]))) / steps for k, v in sums.items()})
+    return sums
+
+
+TERMS = ("ce", "hidden", "output")
+
+
+def nonfinite_message(name: str, level: int, round_: int, health: dict[str, Any]) -> str:
+    """One line: where training went non-finite and which term first (a call's `health`, sal_jax.chunks)."""
+    metrics = health["metrics"]
+    bad = [k for k in TERMS if k in metrics and not math.isfinite(metrics[k])]
+    grads = [k.split("/", 1)[1] for k, v in metrics.items() if k.startswith("grad_norm/") and not math.isfinite(v)]
+    what = (f"the {' and '.join(bad)} term{'s' if len(bad) > 1 else ''} went non-finite" if bad
+            else f"the gradient of {', '.join(grads)} went non-finite" if grads
+            else "the loss went non-finite")
+    values = ", ".join(f"{k}={metrics[k]:.4g}" for k in ("loss", *TERMS) if k in metrics)
+    return (f"{name} (level {level}, round {round_}), training step {int(health['step']) + 1}: {what} first "
+            f"({values}); training stopped there")
 
 
 @dataclasses.dataclass
@@ -266,44 +331,89 @@ def phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Pha
 
 
 def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
-                 progress: bool = False, checkpoint_dir: str | None = None) -> LadderResult:
+                 progress: bool = False, checkpoint_dir: str | None = None, log_dir: str | None = None
+                 ) -> LadderResult:
     """SAL top-down: level 1 on the task, then each level guided by the frozen level above, for
     `config.train.rounds` rounds; then the plain baselines of the bottom level that the config asks for.
 
     With `checkpoint_dir`, the run is checkpointed there and, if checkpoints exist, resumed exactly from
     the newest readable one (see sal_jax.checkpoint). With `config.deterministic`, call
     `sal_jax.enable_determinism()` before anything touches a device (or this does it, if nothing has).
+    With `log_dir`, each phase writes TensorBoard events to log_dir/<phase> (`phase_run_name`;
+    sal_jax.summaries).
     """
     apply_determinism(config.deterministic)
     validate_run(levels, data, config)
     phases = ladder_phases(len(levels), config)
     if checkpoint_dir is None:
-        return _ladder_result(phases, run_phases(levels, data, config, phases, progress))
+        return _ladder_result(phases, run_phases(levels, data, config, phases, progress, log_dir=log_dir))
     from sal_jax.checkpoint import RunCheckpointer  # orbax is imported only when checkpointing
     metadata = {"dataset": data.name, "num_classes": data.num_classes, "vocab_size": data.vocab_size,
                 "phases": [dataclasses.asdict(p) for p in phases]}
     with RunCheckpointer(checkpoint_dir, config, metadata) as store:
-        return _ladder_result(phases, run_phases(levels, data, config, phases, progress, store))
+        return _ladder_result(phases, run_phases(levels, data, config, phases, progress, store, log_dir))
 
 
 def run_phases(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
-               phases: Sequence[Phase], progress: bool, store=None) -> list[LevelRun]:
+               phases: Sequence[Phase], progress: bool, store=None, log_dir: str | None = None) -> list[LevelRun]:
     """The ladder loop: every phase in order. With `store` (a sal_jax.checkpoint.RunCheckpointer), it
     continues from the store's newest readable checkpoint, saves during each phase and after it, and
-    stops (raising Preempted) on a signal."""
+    stops (raising Preempted) on a signal. With `log_dir`, TensorBoard events of each phase."""
     done, resume = ([], None) if store is None else _resume_point(store, levels, data, config, phases)
     for index in range(len(done), len(phases)):
         phase, on_chunk = phases[index], None
         if store is not None:
             store.start_phase(phase.name)
             on_chunk = store.phase_hook(list(done))
-        done.append(train_level(levels[phase.level - 1], data, config, level=phase.level, name=phase.name,
-                                progress=progress, resume=resume, on_chunk=on_chunk,
-                                **phase_inputs(phase, levels, phases, done, config)))
+        start_step = 0 if resume is None else int(resume[0].step)
+        with _phase_log(log_dir, phase, config, start_step) as log, _kept_checkpoints(store):
+            run = train_level(levels[phase.level - 1], data, config, level=phase.level, name=phase.name,
+                              progress=progress, resume=resume, on_chunk=on_chunk, log=log,
+                              **phase_inputs(phase, levels, phases, done, config))
+            if log is not None:
+                log.finish(run.steps, config, {"phase": phase.name, "level": phase.level, "round": phase.round},
+                           {"final_test_accuracy": run.final_test_accuracy,
+                            "best_test_accuracy": run.best_test_accuracy})
+        done.append(run)
         resume = None
         if store is not None:
             store.save_finished(done)
     return done
+
+
+@contextlib.contextmanager
+def _kept_checkpoints(store) -> Iterator[None]:
+    """A divergence's one line says where the checkpoints from before it are (nothing saves after it)."""
+    try:
+        yield
+    except TrainingDiverged as error:
+        if store is None:
+            raise
+        raise TrainingDiverged(f"{error}; the checkpoints before it are kept in {store.directory}") from None
+
+
+def phase_run_name(phase: Phase, rounds: int) -> str:
+    """A phase's TensorBoard run (folder) name: level2, round2_level3, plain_time_matched."""
+    if phase.kind != "sal":
+        return phase.kind
+    return f"level{phase.level}" if rounds == 1 else f"round{phase.round}_level{phase.level}"
+
+
+@contextlib.contextmanager
+def _phase_log(log_dir: str | None, phase: Phase, config: ml_collections.ConfigDict, start_step: int
+               ) -> Iterator[LevelLog | None]:
+    """The phase's TensorBoard log (closed after it), or None without `log_dir` or on processes > 0."""
+    if log_dir is None or jax.process_index() > 0:
+        yield None
+        return
+    from sal_jax.summaries import LevelLog as TensorBoardLog  # tensorboardX is imported only when logging
+    # Events are logged at the count of steps done: a phase resumed after step s redoes steps s + 1, ...
+    log = TensorBoardLog(os.path.join(log_dir, phase_run_name(phase, config.train.rounds)),
+                         purge_step=start_step + 1)
+    try:
+        yield log
+    finally:
+        log.close()
 
 
 def _resume_point(store, levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,

@@ -38,14 +38,12 @@ def _main(argv: list[str]) -> None:
     from sal_jax.checkpoint import Preempted
     from sal_jax.determinism import apply_determinism
     from sal_jax.parallel import initialize_distributed
-    from sal_jax.validation import check_workdir
 
     if _COMPILATION_CACHE.value:
         import jax
         jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # small levels compile in < 1 s
     try:
-        check_workdir(workdir)  # before loading data: a bad workdir would otherwise fail after training
         apply_determinism(config.deterministic)  # XLA reads its flags when the backend starts: before that
         initialize_distributed(config.parallel)  # before anything touches devices; see config.parallel
         results = train_and_evaluate(config, workdir, progress=_PROGRESS.value)

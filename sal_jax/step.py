@@ -89,10 +89,14 @@ def loss_terms(student: nn.Module, guidance: Guidance | None, params: Any, batch
             hidden = hidden_guidance(aligned, teacher_features, weight, guidance.distance)
             loss = loss + guidance.hidden_weight(step) * hidden
             metrics["hidden"] = hidden
+            if train:  # the weight in force, for the training logs (its schedule's value at this step)
+                metrics["lambda_hidden"] = jnp.asarray(guidance.hidden_weight(step), jnp.float32)
         if guidance.use_output:
             output = output_guidance(logits, teacher_logits, weight, guidance.temperature)
             loss = loss + guidance.output_weight(step) * output
             metrics["output"] = output
+            if train:
+                metrics["lambda_output"] = jnp.asarray(guidance.output_weight(step), jnp.float32)
     metrics["loss"] = loss
     return loss, (metrics, new_batch_stats)
 

@@ -16,7 +16,7 @@ from sal_jax.errors import ConfigError, is_integer
 from sal_jax.ladder import train_ladder
 from sal_jax.models import make_ladder
 from sal_jax import report
-from sal_jax.validation import validate_run
+from sal_jax.validation import check_workdir, validate_run
 
 ABLATIONS = {"hidden_only": {"output_weight": 0.0}, "output_only": {"hidden_weight": 0.0}}
 
@@ -54,19 +54,24 @@ def with_values(config: ml_collections.ConfigDict, **sections: dict[str, Any]) -
 
 
 def run_seed(levels, data, config: ml_collections.ConfigDict, progress: bool,
-             checkpoint_dir: str | None) -> dict[str, Any]:
+             checkpoint_dir: str | None, log_dir: str | None = None) -> dict[str, Any]:
     """SAL with both plain baselines, then (if asked) each ablation, for one seed; each ladder run is
-    checkpointed in its own subdirectory of `checkpoint_dir` (None: no checkpoints)."""
-    def directory(name: str) -> str | None:
-        return None if checkpoint_dir is None else os.path.join(checkpoint_dir, f"seed_{config.seed}", name)
+    checkpointed in its own subdirectory of `checkpoint_dir` (None: no checkpoints), and logs its
+    TensorBoard events in its own subdirectory of `log_dir` (None: none)."""
+    def directory(root: str | None, name: str) -> str | None:
+        return None if root is None else os.path.join(root, f"seed_{config.seed}", name)
 
-    result = train_ladder(levels, data, config, progress=progress, checkpoint_dir=directory("sal"))
+    def ladder(config: ml_collections.ConfigDict, name: str):
+        return train_ladder(levels, data, config, progress=progress, checkpoint_dir=directory(checkpoint_dir, name),
+                            log_dir=directory(log_dir, name))
+
+    result = ladder(config, "sal")
     record = report.ladder_record(result, config.seed)
     if config.ablations:
         for name, guidance in ABLATIONS.items():
             ablation = with_values(config, guidance=guidance,
                                    baselines={"epoch_matched": False, "time_matched": False})
-            result = train_ladder(levels, data, ablation, progress=progress, checkpoint_dir=directory(name))
+            result = ladder(ablation, name)
             record[name] = {"sal": [report.run_record(run) for run in result.sal],
                             "sal_train_time": result.sal_train_time}
     return record
@@ -77,8 +82,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
 
     All data is loaded and every cell's config checked before the first training step. With
     config.checkpoint.enabled, every ladder run is checkpointed under workdir/checkpoints/<cell>/seed_<s>/
-    <sal|hidden_only|output_only> and a rerun with the same workdir resumes where it stopped.
+    <sal|hidden_only|output_only> and a rerun with the same workdir resumes where it stopped. With
+    config.tensorboard, each level's training is a TensorBoard run under workdir/tensorboard/<cell>/
+    seed_<s>/<sal|hidden_only|output_only>/<level1|...|plain_time_matched>.
     """
+    check_workdir(workdir)  # before loading data: a bad workdir would otherwise fail after training
     config = apply_quick(config)
     apply_determinism(config.deterministic)  # before loading data or building levels touches a device
     if not is_integer(config.num_seeds) or config.num_seeds < 1:
@@ -90,13 +98,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
         levels = make_ladder(config.model, data.num_classes, data.vocab_size)
         validate_run(levels, data, cell_config)
         cells.append((per_class, cell_config, data, levels))
-    os.makedirs(workdir, exist_ok=True)
 
     start, results = time.perf_counter(), {"config": config.to_dict(), "cells": []}
     for per_class, cell_config, data, levels in cells:
-        checkpoint_dir = (os.path.join(workdir, "checkpoints", f"pc{per_class}" if per_class else "full")
-                          if config.checkpoint.enabled else None)
-        records = [run_seed(levels, data, with_values(cell_config, seed=seed), progress, checkpoint_dir)
+        cell = f"pc{per_class}" if per_class else "full"
+        checkpoint_dir = os.path.join(workdir, "checkpoints", cell) if config.checkpoint.enabled else None
+        log_dir = os.path.join(workdir, "tensorboard", cell) if config.tensorboard else None
+        records = [run_seed(levels, data, with_values(cell_config, seed=seed), progress, checkpoint_dir, log_dir)
                    for seed in range(config.seed, config.seed + config.num_seeds)]
         results["cells"].append({"per_class": per_class, "epochs": cell_config.train.epochs,
                                  "dataset": {"name": data.name, "train": len(data.x_train), "test": len(data.x_test)},

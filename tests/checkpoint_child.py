@@ -8,7 +8,7 @@ process starts computing a teacher cache for the AT-th time (a phase's setup: th
 before that phase's first step); MODE "kill_after_level" sends SIGKILL right after the
 phase-end checkpoint of phase AT is written; MODE "none" runs to the end. ROUNDS (default 1) is
 config.train.rounds; STEPS_PER_CALL (default 1) config.train.steps_per_call. On completion the final variables of every phase (every round of every level,
-then the baseline) are written to OUT.npz.
+then the baseline) are written to OUT.npz. TensorBoard events go to DIR_tensorboard.
 """
 import os
 import signal
@@ -79,7 +79,8 @@ def main(directory, out, mode, at, rounds="1", steps_per_call="1"):
     original_cache, ladder.teacher_cache = ladder.teacher_cache, teacher_cache
     data = blobs()
     try:
-        result = train_ladder(make_ladder(config.model, 3), data, config, checkpoint_dir=directory)
+        result = train_ladder(make_ladder(config.model, 3), data, config, checkpoint_dir=directory,
+                              log_dir=f"{directory}_tensorboard")
     except checkpoint.Preempted as stop:
         print(stop, file=sys.stderr)
         sys.exit(stop.exit_code)

@@ -77,6 +77,18 @@ def kill_and_resume(directory, out, kills, rounds=1):
     assert not list(Path(directory).glob("*.orbax-checkpoint-tmp*"))  # no half-written save left behind
 
 
+def assert_each_step_logged_once(directory: Path, phase_steps: dict[str, int]) -> None:
+    """TensorBoard shows every training step of every phase exactly once, however often the run died:
+    a resumed phase hides what the killed attempt wrote after its checkpoint."""
+    from test_summaries import read_run, scalars
+
+    assert sorted(p.name for p in directory.iterdir()) == sorted(phase_steps)
+    for name, steps in phase_steps.items():
+        logged, loss = scalars(read_run(directory / name), "train/loss")
+        assert logged == list(range(1, steps + 1)), name
+        assert np.isfinite(loss).all()
+
+
 def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path, reference):
     """One run killed again and again: at random steps mid-level (seeded), at a level's last step
     (before its end is saved) and right after a level's end is saved; then it finishes."""
@@ -85,6 +97,8 @@ def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path, reference):
     kills.sort(key=lambda k: k[1] if k[0] == "kill" else 12 * k[1] + 0.5)
     kill_and_resume(tmp_path / "ckpt", tmp_path / "final.npz", kills)
     assert_bit_identical(tmp_path / "final.npz", reference)
+    assert_each_step_logged_once(tmp_path / "ckpt_tensorboard", {
+        "level1": PHASE_STEPS, "level2": PHASE_STEPS, "level3": PHASE_STEPS, "plain_epoch_matched": PHASE_STEPS})
 
 
 def test_sigkill_during_round_2_then_resume_is_bit_identical_in_every_phase(tmp_path, references):
@@ -97,6 +111,9 @@ def test_sigkill_during_round_2_then_resume_is_bit_identical_in_every_phase(tmp_
                    key=lambda k: k[1] if k[0] == "kill" else PHASE_STEPS * k[1] + 0.5)
     kill_and_resume(tmp_path / "ckpt", tmp_path / "final.npz", kills, rounds=2)
     assert_bit_identical(tmp_path / "final.npz", references(2))
+    assert_each_step_logged_once(tmp_path / "ckpt_tensorboard", {
+        **{f"round{r}_level{k}": PHASE_STEPS for r in (1, 2) for k in (1, 2, 3)},
+        "plain_epoch_matched": 2 * PHASE_STEPS})
 
 
 def test_three_rounds_with_checkpoints_equal_three_rounds_without(tmp_path, references):

@@ -1,5 +1,6 @@
 """The top-down trainer and its baselines, end to end on a tiny task."""
 import chex
+import pytest
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -142,3 +143,67 @@ def test_augmentation_is_a_pure_function_of_the_run_position(config):
     c = train_level(cnn, images, config, level=1)
     assert_reproduced(as_numpy(a.variables), as_numpy(b.variables), atol=1e-5)
     assert not np.array_equal(a.variables["params"]["head"]["kernel"], c.variables["params"]["head"]["kernel"])
+
+
+def test_a_nonfinite_loss_stops_the_level_at_its_step_naming_the_term(data, config):
+    """One NaN input (past the dataset's checks), at example 17: the first step whose batch holds it is step pos // 32 + 1 of epoch 1
+    (pos: 17's place in the epoch's order). Training stops there, mid-call (calls of 4 steps), naming the
+    CE term: no later step, no other term."""
+    from sal_jax.data.arrays import epoch_order
+    from sal_jax.errors import TrainingDiverged
+
+    data.x_train[17, 3] = np.nan  # after the dataset's own checks, which would refuse it
+    config.train.steps_per_call = 4
+    step = int(np.flatnonzero(epoch_order(150, config.seed, 1, 1, 0) == 17)[0]) // 32 + 1
+    level = make_ladder(config.model, data.num_classes)[0]
+    with pytest.raises(TrainingDiverged) as stop:
+        train_level(level, data, config, level=1, name="top")
+    message = str(stop.value)
+    assert message.startswith(f"top (level 1, round 1), training step {step}: the ce term went non-finite first (")
+    assert "\n" not in message and "loss=nan, ce=nan" in message
+
+
+def test_a_nonfinite_teacher_names_the_guidance_terms_at_the_first_step(data, config):
+    """A teacher whose parameters are NaN: its features and logits are NaN, so at step 1 the hidden and
+    output terms are non-finite while the student's own CE is not."""
+    from sal_jax.errors import TrainingDiverged
+
+    teacher, student = make_ladder(config.model, data.num_classes)[:2]
+    top = train_level(teacher, data, config, level=1)
+    poisoned = jax.tree.map(lambda a: jnp.full_like(a, jnp.nan), top.variables)
+    with pytest.raises(TrainingDiverged, match=r"^level 2 \(level 2, round 1\), training step 1: the hidden and "
+                                               r"output terms went non-finite first \(loss=nan, ce=[0-9.]+, "
+                                               r"hidden=nan, output=nan\); training stopped there$"):
+        train_level(student, data, config, level=2, teacher=(teacher, poisoned))
+
+
+def test_a_diverging_run_keeps_its_checkpoints_and_stops_again_on_rerun(data, config, tmp_path):
+    """SGD at learning rate 1e6 goes non-finite within the first epoch. The error names the checkpoint
+    folder; the newest checkpoint there is from before the bad step, and a rerun resumes from it and
+    stops at the same step."""
+    from sal_jax.errors import TrainingDiverged
+
+    config.train.optimizer, config.train.learning_rate = "sgd", 1e6
+    config.checkpoint.every_steps = 2
+    levels = make_ladder(config.model, data.num_classes)
+    messages = []
+    for _ in range(2):
+        with pytest.raises(TrainingDiverged) as stop:
+            train_ladder(levels, data, config, checkpoint_dir=str(tmp_path))
+        messages.append(str(stop.value))
+    assert messages[0] == messages[1]
+    bad_step = int(messages[0].split("training step ")[1].split(":")[0])
+    assert messages[0].endswith(f"; the checkpoints before it are kept in {tmp_path}")
+    saved = sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit())
+    assert saved and saved[-1] < bad_step
+
+
+def test_a_finite_divergence_is_flagged_and_reported(data, config, capsys):
+    """Adam at learning rate 1e6 stays finite on the top level but ends far above uniform guessing's
+    cross-entropy (log 3): the run returns flagged, and says so on stderr. A sane run is not flagged."""
+    level = make_ladder(config.model, data.num_classes)[0]
+    assert not train_level(level, data, config, level=1).diverged
+    config.train.learning_rate = 1e6
+    run = train_level(level, data, config, level=1, name="top")
+    assert run.diverged and run.history[-1]["train_ce"] > 2 * np.log(3)
+    assert "warning: top diverged: its last epoch's training cross-entropy is" in capsys.readouterr().err

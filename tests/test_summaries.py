@@ -1,0 +1,109 @@
+"""TensorBoard events, read back with TensorBoard's own reader and checked against results.json."""
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from sal_jax.summaries import LevelLog, flat_config
+from sal_jax.train import train_and_evaluate
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments" / "configs"))
+import digits_mlp  # noqa: E402
+
+
+def read_run(directory: pathlib.Path) -> EventAccumulator:
+    events = EventAccumulator(str(directory), size_guidance={"scalars": 0, "tensors": 0})  # 0: keep all
+    events.Reload()
+    return events
+
+
+def scalars(events: EventAccumulator, tag: str) -> tuple[list[int], np.ndarray]:
+    points = events.Scalars(tag)
+    return [p.step for p in points], np.array([p.value for p in points])
+
+
+def f32(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)  # what an event stores
+
+
+def test_events_match_results_json(tmp_path):
+    """The digits main job, tiny (levels 1x16 and 2x16, 2 epochs, calls of 5 steps: 19 steps an epoch
+    make calls of 5, 5, 5, 4), checkpoints on: one run per level and baseline, whose scalars are those
+    of results.json."""
+    config = digits_mlp.get_config()
+    config.model.levels, config.model.width = (1, 2), 16
+    config.train.epochs, config.num_seeds, config.train.steps_per_call = 2, 1, 5
+    train_and_evaluate(config, str(tmp_path), progress=False)
+    (seed,) = json.loads((tmp_path / "results.json").read_text())["cells"][0]["runs"]
+    runs = tmp_path / "tensorboard" / "full" / "seed_0" / "sal"
+    assert sorted(p.name for p in runs.iterdir()) == ["level1", "level2", "plain_epoch_matched",
+                                                     "plain_time_matched"]
+    records = {"level1": seed["sal"][0], "level2": seed["sal"][1],
+               "plain_epoch_matched": seed["plain_epoch_matched"], "plain_time_matched": seed["plain_time_matched"]}
+    for name, record in records.items():
+        events, history = read_run(runs / name), record["history"]
+        epoch_ends = [19 * (i + 1) for i in range(len(history) - 1)] + [record["steps"]]
+        # each evaluation, and each epoch's gradient norms and training time
+        steps, accuracy = scalars(events, "test/accuracy")
+        assert steps == epoch_ends
+        np.testing.assert_array_equal(accuracy, f32([row["test_accuracy"] for row in history]))
+        assert accuracy[-1] == f32(record["final_test_accuracy"])
+        layers = [k.split("/", 1)[1] for k in history[0] if k.startswith("train_grad_norm/")]
+        assert layers and sorted(t for t in events.Tags()["scalars"] if t.startswith("grad_norm/")) == sorted(
+            f"grad_norm/{layer}" for layer in layers)
+        for layer in layers:
+            np.testing.assert_array_equal(scalars(events, f"grad_norm/{layer}")[1],
+                                          f32([row[f"train_grad_norm/{layer}"] for row in history]))
+        np.testing.assert_array_equal(scalars(events, "time/train_seconds")[1], f32([r["train_time"] for r in history]))
+        # each training call: its means, weighted by its steps, add up to the epoch's means
+        steps, loss = scalars(events, "train/loss")
+        if name != "plain_time_matched":  # its last epoch may stop mid-epoch, at its budget
+            assert steps[:4] == [5, 10, 15, 19]
+        calls = np.diff([0] + steps)
+        for end, row in zip(epoch_ends, history):
+            start = end - 19 if end % 19 == 0 else end - end % 19
+            in_epoch = (np.array(steps) > start) & (np.array(steps) <= end)
+            np.testing.assert_allclose(np.sum(loss[in_epoch] * calls[in_epoch]) / (end - start), row["train_loss"],
+                                       rtol=1e-5)
+        guided = name == "level2"
+        assert ("train/hidden" in events.Tags()["scalars"]) == guided
+        if guided:  # the weights in force: constant 1.0 in this config
+            for tag in ("train/lambda_hidden", "train/lambda_output"):
+                np.testing.assert_array_equal(scalars(events, tag)[1], 1.0)
+        # the config, as text and as hparams with the level's final accuracy
+        assert "learning_rate: 0.001" in events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+        start_info = plugin_data_pb2.HParamsPluginData.FromString(
+            events.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
+        assert start_info.hparams["train.learning_rate"].number_value == pytest.approx(0.001)
+        assert start_info.hparams["model.levels"].string_value == "[1, 2]"
+        assert scalars(events, "hparam/final_test_accuracy") == ([record["steps"]], f32([record["final_test_accuracy"]]))
+
+
+def test_a_resumed_level_hides_what_the_interrupted_run_wrote_after_its_checkpoint(tmp_path):
+    """Steps 1..10 written, then a resume after step 5 (its checkpoint): TensorBoard shows 1..5 from the
+    first writer and 6..8 from the second, each step once."""
+    first = LevelLog(str(tmp_path), purge_step=1)
+    for step in range(1, 11):
+        first.train(step, {"loss": 1.0})
+    first.close()
+    resumed = LevelLog(str(tmp_path), purge_step=6)
+    for step in range(6, 9):
+        resumed.train(step, {"loss": 2.0})
+    resumed.close()
+    steps, loss = scalars(read_run(tmp_path), "train/loss")
+    assert steps == list(range(1, 9))
+    np.testing.assert_array_equal(loss, [1.0] * 5 + [2.0] * 3)
+
+
+def test_flat_config_gives_tensorboard_hparam_values():
+    import ml_collections
+
+    config = ml_collections.ConfigDict({"train": {"learning_rate": 0.1, "optimizer": "adam", "rounds": 2},
+                                        "quick": False, "model": {"levels": (1, 2)}, "quick_overrides": ()})
+    assert flat_config(config) == {"train.learning_rate": 0.1, "train.optimizer": "adam", "train.rounds": 2,
+                                   "quick": False, "model.levels": "[1, 2]", "quick_overrides": "[]"}
