@@ -7,7 +7,7 @@ to papers; a copy prepared by TFDS (README, "Datasets") has the original pixels.
 
 Command:
     sal-jax --config=experiments/configs/cifar10_cnn.py --workdir=experiments/results/cifar10_cnn
-Run time: 21 minutes on 2 CPU cores, pinned to one of them (TFDS_DATA_DIR pointing at the prepared data),
+Run time on 2 CPU cores: 21 minutes, pinned to one of them (TFDS_DATA_DIR pointing at the prepared data),
 measured with an earlier version (commit a204e7e; the wall_time in experiments/results/cifar10_cnn/
 results.json), not since. `--config.quick=True`: one small cell, 84 s measured 2026-11-26 on a 2-core
 CPU shared with other jobs (an upper bound).

@@ -8,7 +8,7 @@ Command:
         --workdir=experiments/results/emotion_gru
 --config.data.data_dir: the folder holding trec/ and emotion/ (README, "Datasets"); ../shared/datasets is
 this project's.
-Run time: about 13 minutes on 2 CPU cores (one used), measured with an earlier version (commit e2da9f0;
+Run time on 2 CPU cores: about 13 minutes (one used), measured with an earlier version (commit e2da9f0;
 the wall_time in experiments/results/emotion_gru/results.json), not since. `--config.quick=True`: 48 s
 measured 2026-11-26 on a 2-core CPU shared with other jobs (an upper bound).
 """

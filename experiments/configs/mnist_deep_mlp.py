@@ -7,7 +7,7 @@ Swap the activation with --config.model.activation=tanh.
 
 Command:
     sal-jax --config=experiments/configs/mnist_deep_mlp.py --workdir=experiments/results/mnist_deep_mlp
-Run time: about 15 minutes on 2 CPU cores (one used), measured with an earlier version (commit e2da9f0; the
+Run time on 2 CPU cores: about 15 minutes (one used), measured with an earlier version (commit e2da9f0; the
 wall_time in experiments/results/mnist_deep_mlp/results.json), not since. `--config.quick=True`: one small
 cell, 31 s measured 2026-11-26 on a 2-core CPU shared with other jobs (an upper bound).
 """

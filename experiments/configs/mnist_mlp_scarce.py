@@ -6,7 +6,7 @@ SAL vs plain (epoch- and time-matched) and the hidden-only / output-only ablatio
 Command:
     sal-jax --config=experiments/configs/mnist_mlp_scarce.py --workdir=experiments/results/mnist_mlp_scarce
 Data: TFDS `mnist` under $TFDS_DATA_DIR or --config.data.data_dir (../shared/tensorflow_datasets here).
-Run time: about 18 minutes on 2 CPU cores (one used), measured with an earlier version (commit e2da9f0; the
+Run time on 2 CPU cores: about 18 minutes (one used), measured with an earlier version (commit e2da9f0; the
 wall_time in experiments/results/mnist_mlp_scarce/results.json), not since. `--config.quick=True`: one small
 cell, 40 s measured 2026-11-26 on a 2-core CPU shared with other jobs (an upper bound).
 """
