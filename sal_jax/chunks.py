@@ -1,6 +1,6 @@
 """Many training steps per call: the compiled loops that keep an accelerator busy.
 
-A level's training runs as calls of one compiled program, each running n train steps in a `fori_loop`
+A level's training runs as calls of one compiled program, each running n train steps in a `while_loop`
 (n, a traced argument, is chosen per call; the batches' plan has a fixed capacity, see
 sal_jax.parallel.SplitBatches), with the epoch's metric sums carried on the device. Evaluation runs a
 split the same way: a whole split in one call when it is on the device. So the host is involved once
@@ -28,24 +28,20 @@ from sal_jax.step import Metrics, Step, TrainState
 CALL_SECONDS = 0.1  # steps_per_call = 0: calls sized to take about this long
 
 # (state, teacher_variables, source, plan, offset, n, sums) -> (state, sums, health) for training, sums for
-# evaluation. health = {"step": the first step of the call whose metrics were not all finite (the count of
-# the level's steps before it; -1: none), "metrics": that step's metrics}: read once per call, it costs a
-# few comparisons per step and no extra host sync.
+# evaluation. health = {"step": the first step of the call whose metrics (loss terms, gradient norms) were
+# not all finite, as the count of the level's steps before it (-1: none), "metrics": that step's metrics}.
+# A call stops at that step. Read with the call's result: no extra host sync, one check per step.
 TrainChunk = Callable[..., tuple[TrainState, Metrics, dict[str, Any]]]
 EvalChunk = Callable[..., Metrics]
 
 
-def all_finite(sums: Metrics) -> dict[str, Any]:
-    """The health a call starts from: no step non-finite yet (metrics shaped like `sums`)."""
-    return {"step": jnp.int32(-1), "metrics": jax.tree.map(jnp.zeros_like, sums)}
+def finite(metrics: Metrics) -> jax.Array:
+    """Whether every metric of a step is finite (scalars)."""
+    return jnp.all(jnp.isfinite(jnp.stack(jax.tree.leaves(metrics))))
 
 
-def _watch(health: dict[str, Any], step: jax.Array, metrics: Metrics) -> dict[str, Any]:
-    """`health` after a step: the first step whose metrics (loss terms, gradient norms) are not all finite."""
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(m)) for m in jax.tree.leaves(metrics)]))
-    first = (health["step"] < 0) & ~finite
-    return {"step": jnp.where(first, step, health["step"]),
-            "metrics": jax.tree.map(lambda old, new: jnp.where(first, new, old), health["metrics"], metrics)}
+def _health(step: jax.Array, metrics: Metrics, all_finite: jax.Array) -> dict[str, Any]:
+    return {"step": jnp.where(all_finite, -1, step), "metrics": metrics}
 
 
 def _batch(split: SplitBatches, shardings: StepShardings, source: Any, plan: Any, row: jax.Array) -> Any:
@@ -66,38 +62,50 @@ def make_train_chunk(train_step: Step, split: SplitBatches, shardings: StepShard
     values (`health`, see TrainChunk). The state is donated (the sums are not: a level's zeros start every
     epoch).
 
-    device_loop: one compiled call runs all n steps (a `fori_loop`). Else the call dispatches a compiled
+    device_loop: one compiled call runs all n steps (a `while_loop`). Else the call dispatches a compiled
     single step n times from Python, without waiting between them: for XLA:CPU and convolutions, whose
     weight gradients it compiles ~30x slower inside a loop (`needs_host_loop`). Either way every step of
     a level runs the same program, whatever n.
     """
-    def step_and_add(state, teacher_variables, source, plan, row, sums, health):
-        new_state, metrics = train_step(state, teacher_variables, _batch(split, shardings, source, plan, row))
-        return new_state, jax.tree.map(jnp.add, sums, metrics), _watch(health, state.step, metrics)
+    def step_and_add(state, teacher_variables, source, plan, row, sums):
+        state, metrics = train_step(state, teacher_variables, _batch(split, shardings, source, plan, row))
+        return state, jax.tree.map(jnp.add, sums, metrics), metrics
 
     r = shardings.replicated
     out_shardings = (shardings.state, r, r)
     if not device_loop:
-        one_step = jax.jit(step_and_add, donate_argnums=0,
-                           in_shardings=(*_shardings(split, shardings, scalars=1), r), out_shardings=out_shardings)
+        def watched_step(state, teacher_variables, source, plan, row, sums, watch):
+            # The host does not wait between steps, which run on: keep the first non-finite step and metrics.
+            step, bad_metrics, all_finite = watch
+            new_state, sums, metrics = step_and_add(state, teacher_variables, source, plan, row, sums)
+            keep = lambda old, new: jnp.where(all_finite, new, old)
+            return new_state, sums, (keep(step, state.step), jax.tree.map(keep, bad_metrics, metrics),
+                                     all_finite & finite(metrics))
 
+        one_step = jax.jit(watched_step, donate_argnums=0, in_shardings=(*_shardings(split, shardings, 1), r),
+                           out_shardings=out_shardings)
         compiled = []  # the step's executable, once `compile_ahead` has built it
 
         def host_loop(state, teacher_variables, source, plan, offset, n, sums):
-            health = jax.device_put(all_finite(sums), r)
+            watch = jax.device_put((jnp.int32(0), sums, jnp.bool_(True)), r)  # (step, its metrics, all finite)
             if n == 0 and not compiled:  # compile_ahead: build the executable, run nothing
-                compiled.append(one_step.lower(state, teacher_variables, source, plan, offset, sums, health).compile())
+                compiled.append(one_step.lower(state, teacher_variables, source, plan, offset, sums, watch).compile())
             step = compiled[0] if compiled else one_step
             for i in range(n):
-                state, sums, health = step(state, teacher_variables, source, plan, offset + i, sums, health)
-            return state, sums, health
+                state, sums, watch = step(state, teacher_variables, source, plan, offset + i, sums, watch)
+            return state, sums, _health(*watch)
         host_loop._cache_size = lambda: len(compiled) + one_step._cache_size()  # as a jitted function reports
         return host_loop
 
     def train_chunk(state, teacher_variables, source, plan, offset, n, sums):
-        def body(i, carry):
-            return step_and_add(*carry[:1], teacher_variables, source, plan, offset + i, *carry[1:])
-        return jax.lax.fori_loop(0, n, body, (state, sums, all_finite(sums)))
+        def body(carry):  # one step; the loop stops after one whose metrics are not all finite
+            i, state, sums, _, _ = carry
+            state, sums, metrics = step_and_add(state, teacher_variables, source, plan, offset + i, sums)
+            return i + 1, state, sums, metrics, finite(metrics)
+
+        start = (jnp.int32(0), state, sums, jax.tree.map(jnp.zeros_like, sums), jnp.bool_(True))
+        _, state, sums, metrics, all_finite = jax.lax.while_loop(lambda c: (c[0] < n) & c[4], body, start)
+        return state, sums, _health(state.step - 1, metrics, all_finite)  # it stopped after the first bad step
 
     return jax.jit(train_chunk, donate_argnums=0, in_shardings=_shardings(split, shardings),
                    out_shardings=out_shardings)

@@ -217,12 +217,13 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                 sums = programs.train_zeros if prog.sums is None else prog.sums
                 state, prog.sums, health = programs.train(state, teacher_variables, train_split.source, plan,
                                                           offset, n, sums)
-                health = jax.device_get(health)  # waits for the call
+                # waits for the call; with a log, the sums come back in the same transfer
+                health, sums = jax.device_get((health, None if log is None else prog.sums))
                 seconds = time.perf_counter() - start
                 if health["step"] >= 0:
                     raise TrainingDiverged(nonfinite_message(name, level, round_, health))
                 if log is not None:
-                    logged = _log_call(log, int(state.step), n, jax.device_get(prog.sums), logged)
+                    logged = _log_call(log, int(state.step), n, sums, logged)
                     if n == until_save:  # on disk before the checkpoint: a SIGKILL after it loses no event
                         log.flush()
                 prog.train_time += seconds

@@ -1,7 +1,10 @@
 """TensorBoard event files: one run per trained level, readable live with `tensorboard --logdir <workdir>`.
 
-Written with tensorboardX: maintained, needs no TensorFlow (only protobuf), and writes from a background
-thread, so a training call pays for building one small protobuf message. Tags:
+Written with tensorboardX's parts: maintained, and needs no TensorFlow (only protobuf). Its event writer
+(`EventsWriter`) is used directly, synchronously: the `SummaryWriter` hands each event to a background
+process queue, ~50 us an event, which calls of ~1 ms (small models, short epochs) would notice; a direct
+buffered write takes a few microseconds. Flushed every FLUSH_SECONDS (at an epoch's end), before each
+checkpoint and at the end. Tags:
   train/<term>       mean over each training call's steps (loss, ce, hidden, output, accuracy, and the
                      guidance weights in force, lambda_hidden / lambda_output), at the call's last step
   test/<metric>      each evaluation (accuracy, loss and its terms)
@@ -12,15 +15,19 @@ plus the config as text and as hparams, with the level's final and best test acc
 from __future__ import annotations
 
 import json
+import os
+import time
 from typing import Any, Mapping
 
 import ml_collections
 import numpy as np
-from tensorboardX import SummaryWriter
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.proto.summary_pb2 import Summary
-from tensorboardX.summary import hparams
+from tensorboardX.summary import hparams, text
 
 EPOCH_TAGS = {"train_grad_norm/": "grad_norm/", "test_": "test/"}
+FLUSH_SECONDS = 10.0  # how stale a live view may get
 
 
 class LevelLog:
@@ -30,19 +37,33 @@ class LevelLog:
         """purge_step: on resume, the first step training redoes (one past its checkpoint's): TensorBoard
         hides what an interrupted run wrote from that step on, so a resumed run's curves have no doubled
         stretch."""
+        os.makedirs(directory, exist_ok=True)
         # The file is named by the second it was opened in: the start step in the name keeps a resume within
         # the same second from overwriting the first attempt's file, and sorts it after (readers go by name).
-        self.writer = SummaryWriter(directory, purge_step=purge_step, flush_secs=10,
-                                    filename_suffix=f".from_step_{purge_step or 0:012d}")
+        self.writer = EventsWriter(os.path.join(directory, "events"), f".from_step_{purge_step or 0:012d}")
+        if purge_step is not None:  # what TensorBoard reads as a restart at purge_step (as SummaryWriter writes it)
+            self.writer.write_event(Event(wall_time=time.time(), step=purge_step,
+                                          session_log=SessionLog(status=SessionLog.START)))
+        self.flushed = time.monotonic()
+        self.pending: tuple[int, dict[str, float]] | None = None  # the last call's means, not yet written
+
+    def _write(self, step: int, summary: Summary) -> None:
+        self.writer.write_event(Event(wall_time=time.time(), step=step, summary=summary))
 
     def _scalars(self, step: int, values: Mapping[str, float]) -> None:
-        # One event per call rather than one per tag: its cost is what the training loop pays.
-        summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()])
-        self.writer.file_writer.add_summary(summary, step)
+        # One event per step rather than one per tag: its cost is what the training loop pays.
+        self._write(step, Summary(value=[Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()]))
+
+    def _write_pending(self) -> None:
+        if self.pending is not None:
+            self._scalars(*self.pending)
+            self.pending = None
 
     def train(self, step: int, means: Mapping[str, float]) -> None:
-        """A training call's metric means (gradient norms are logged per epoch)."""
-        self._scalars(step, {f"train/{k}": v for k, v in means.items() if not k.startswith("grad_norm/")})
+        """A training call's metric means (gradient norms are logged per epoch). Held until the next call
+        or epoch: an epoch's last call shares its step, and so its event, with the epoch's values."""
+        self._write_pending()
+        self.pending = (step, {f"train/{k}": v for k, v in means.items() if not k.startswith("grad_norm/")})
 
     def epoch(self, step: int, row: Mapping[str, float]) -> None:
         """An epoch's history row (sal_jax.ladder): its test metrics, gradient norms and training time."""
@@ -51,24 +72,34 @@ class LevelLog:
             for prefix, tag in EPOCH_TAGS.items():
                 if key.startswith(prefix):
                     values[tag + key[len(prefix):]] = value
+        if self.pending is not None and self.pending[0] == step:
+            values.update(self.pending[1])
+            self.pending = None
+        self._write_pending()
         self._scalars(step, values)
+        if time.monotonic() - self.flushed > FLUSH_SECONDS:
+            self.flush()
 
     def finish(self, step: int, config: ml_collections.ConfigDict, run_facts: Mapping[str, Any],
                results: Mapping[str, float]) -> None:
         """At the level's last `step`: the config (text and hparams, with `run_facts` such as the level)
         and the level's results as the hparams' metrics. (At its last step, not 0: a reader takes an event
         whose step goes back as a restart, and hides what was logged after that step.)"""
-        self.writer.add_text("config", "    " + config.to_yaml().replace("\n", "\n    "), step)  # a code block
+        self._write_pending()
+        self._write(step, text("config", "    " + config.to_yaml().replace("\n", "\n    ")))  # a code block
         hparam_values = {**flat_config(config), **run_facts}
         metrics = {f"hparam/{k}": v for k, v in results.items()}
         for summary in hparams(hparam_values, metrics):
-            self.writer.file_writer.add_summary(summary, step)
+            self._write(step, summary)
         self._scalars(step, metrics)
 
     def flush(self) -> None:
+        self._write_pending()
         self.writer.flush()
+        self.flushed = time.monotonic()
 
     def close(self) -> None:
+        self._write_pending()
         self.writer.close()
 
 

@@ -1,4 +1,5 @@
 """The command line reports a bad command line as one line (`error: ...`), exit 1, before any training."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,24 @@ def test_a_workdir_that_is_a_file_or_under_one(tmp_path):
         f"error: workdir: '{afile}' exists and is not a directory")
     assert cli_error(f"--config={CONFIG}", f"--workdir={afile}/run") == (
         f"error: workdir: cannot create '{afile}/run': Not a directory")
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoints(tmp_path):
+    """SGD at learning rate 1e6 on a ReLU ladder: the top level ends flagged (a warning: finite, far
+    above uniform guessing's loss), and a phase of level 2 goes non-finite. The run stops with one error
+    line naming the phase, step and term, and where the checkpoints from before it are; no results."""
+    proc = subprocess.run([sys.executable, "-m", "sal_jax.main", "--noprogress", "--compilation_cache=",
+                           f"--config={CONFIG}", f"--workdir={tmp_path}", "--config.train.optimizer=sgd",
+                           "--config.train.learning_rate=1e6", "--config.model.levels=(1, 2)",
+                           "--config.model.activation=relu", "--config.train.epochs=2", "--config.num_seeds=1",
+                           "--config.checkpoint.every_steps=2"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stdout == ""
+    *warnings, error = proc.stderr.strip().splitlines()
+    assert warnings[0].startswith("warning: SAL r1 L1 diverged: its last epoch's training cross-entropy is ")
+    assert all(re.fullmatch(r"warning: .+ diverged: .+", line) for line in warnings)
+    checkpoints = tmp_path / "checkpoints" / "full" / "seed_0" / "sal"
+    assert re.fullmatch(rf"error: training diverged: .+ \(level 2, round 1\), training step \d+: the .+ went "
+                        rf"non-finite first \(loss=.+\); training stopped there; the checkpoints before it are "
+                        rf"kept in {re.escape(str(checkpoints))}", error), error
+    assert not (tmp_path / "results.json").exists()
