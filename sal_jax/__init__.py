@@ -7,7 +7,7 @@ above. The functional pieces compose: `make_level` / your own Flax modules -> `m
 """
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.determinism import determinism_enabled, enable_determinism
-from sal_jax.errors import ConfigError
+from sal_jax.errors import ConfigError, TrainingDiverged
 from sal_jax.guidance import Guidance, make_guidance
 from sal_jax.host_memory import keep_freed_host_memory
 from sal_jax.ladder import LadderResult, LevelRun, train_ladder, train_level
@@ -17,7 +17,7 @@ from sal_jax.models import make_ladder, make_level
 from sal_jax.step import TrainState, init_state, make_eval_step, make_train_step
 
 __all__ = [
-    "ArrayDataset", "ConfigError", "Guidance", "LadderResult", "LevelRun", "TrainState", "align_layers",
+    "ArrayDataset", "ConfigError", "Guidance", "LadderResult", "LevelRun", "TrainState", "TrainingDiverged", "align_layers",
     "cross_entropy", "determinism_enabled", "enable_determinism", "feature_distance", "hidden_guidance",
     "init_state", "keep_freed_host_memory", "make_eval_step", "make_guidance", "make_ladder", "make_level",
     "make_train_step", "num_params", "output_guidance", "predict", "train_ladder", "train_level",
