@@ -9,6 +9,7 @@ The parent sets XLA_FLAGS=--xla_force_host_platform_device_count=N. Spec keys:
   num_processes, process_id, port: join a multi-process run on 127.0.0.1:port (gloo CPU collectives)
   checkpoint_dir: train with checkpoints there (resuming from them if any); term_at: SIGTERM to this
     process after that training step (the run saves at the next step and exits 143)
+  log_dir: TensorBoard events there (process 0 writes them)
 """
 import json
 import os
@@ -88,7 +89,7 @@ def main(spec: dict) -> None:
         config.train.steps_per_call = mesh.get("steps_per_call", 0)
         try:
             result = train_ladder(make_ladder(config.model, data.num_classes), data, config,
-                                  checkpoint_dir=spec.get("checkpoint_dir"))
+                                  checkpoint_dir=spec.get("checkpoint_dir"), log_dir=spec.get("log_dir"))
         except checkpoint.Preempted as stop:
             print(stop, file=sys.stderr)
             sys.exit(stop.exit_code)

@@ -207,3 +207,21 @@ def test_a_finite_divergence_is_flagged_and_reported(data, config, capsys):
     run = train_level(level, data, config, level=1, name="top")
     assert run.diverged and run.history[-1]["train_ce"] > 2 * np.log(3)
     assert "warning: top diverged: its last epoch's training cross-entropy is" in capsys.readouterr().err
+
+
+def test_a_nonfinite_cnn_step_is_found_where_the_host_dispatches_each_step(config):
+    """A CNN on XLA:CPU runs each call as single-step dispatches (chunks.needs_host_loop), which go on
+    past a bad step without waiting: the call still reports the first one. One NaN pixel in the epoch's
+    first example: step 1 is bad, and steps 2 and 3 of the same call run on (on NaN weights)."""
+    from sal_jax.data.arrays import ArrayDataset, epoch_order
+    from sal_jax.errors import TrainingDiverged
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(96, 8, 8, 1)).astype(np.float32), rng.integers(0, 3, 96).astype(np.int32)
+    data = ArrayDataset("images", x, y, x[:32], y[:32], num_classes=3)
+    data.x_train[epoch_order(96, config.seed, 1, 1, 0)[0], 2, 2, 0] = np.nan  # after the dataset's own checks
+    config.model.family, config.model.levels, config.model.channels = "cnn", (1,), (4,)
+    config.train.steps_per_call = 3  # 3 steps an epoch: one call
+    level = make_ladder(config.model, data.num_classes)[0]
+    with pytest.raises(TrainingDiverged, match=r"^level 1 \(level 1, round 1\), training step 1: the ce term "):
+        train_level(level, data, config, level=1)

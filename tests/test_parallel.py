@@ -135,7 +135,12 @@ def test_two_processes_match_one_process_with_eight_devices(meshes, tmp_path):
 
 
 def test_two_processes_run_calls_of_several_steps_like_one_process(meshes, tmp_path):
-    first, second = run_processes({"runs": [CHUNKED_RUN], "out": str(tmp_path / "chunked.npz")}, processes=2, devices=4)
+    """... and process 0 alone writes the TensorBoard events: one file per phase."""
+    first, second = run_processes({"runs": [CHUNKED_RUN], "out": str(tmp_path / "chunked.npz"),
+                                   "log_dir": str(tmp_path / "tensorboard")}, processes=2, devices=4)
+    phases = sorted((tmp_path / "tensorboard").iterdir())
+    assert [p.name for p in phases] == ["level1", "level2", "plain_epoch_matched"]
+    assert all(len(list(p.iterdir())) == 1 for p in phases)
     assert (first["0/compiles"] == 1).all() and (meshes[f"{CHUNKED}/compiles"] == 1).all()  # the ragged call too
     for key in first:
         np.testing.assert_array_equal(first[key], second[key])
