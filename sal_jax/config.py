@@ -59,6 +59,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.baselines = ml_collections.ConfigDict()
     config.baselines.epoch_matched = True  # plain bottom level, epochs * rounds epochs
     config.baselines.time_matched = True   # plain bottom level, the whole SAL run's training time
+    # Also every level above the bottom, plain (the same two kinds; a level's time-matched budget is SAL's
+    # training time until that level was final): which level is best, SAL or plain?
+    config.baselines.every_level = False
 
     # TensorBoard event files under <workdir>/tensorboard, one run per cell/seed/ladder/level:
     # `tensorboard --logdir <workdir>` follows a run live (sal_jax/summaries.py).

@@ -280,8 +280,11 @@ def nonfinite_message(name: str, level: int, round_: int, health: dict[str, Any]
 @dataclasses.dataclass
 class LadderResult:
     sal: list[LevelRun]                    # every (round, level) run, in training order
-    plain_epoch_matched: LevelRun | None
+    plain_epoch_matched: LevelRun | None   # the bottom level's plain baselines
     plain_time_matched: LevelRun | None
+    # every level's plain baselines (the bottom's too), {level: {kind: run}}: the levels above the bottom
+    # have them with config.baselines.every_level
+    plain: dict[int, dict[str, LevelRun]] = dataclasses.field(default_factory=dict)
 
     @property
     def levels(self) -> list[Variables]:
@@ -304,14 +307,18 @@ class Phase:
     round: int
 
 
+BASELINE_KINDS = {"plain_epoch_matched": "epoch-matched", "plain_time_matched": "time-matched"}
+
+
 def ladder_phases(num_levels: int, config: ml_collections.ConfigDict) -> list[Phase]:
-    """What a ladder run trains, in order: SAL level by level and round by round, then the baselines."""
+    """What a ladder run trains, in order: SAL level by level and round by round, then the baselines:
+    the bottom level's, or with config.baselines.every_level every level's, top first."""
     phases = [Phase(f"SAL r{r} L{k}", "sal", k, r)
               for r in range(1, config.train.rounds + 1) for k in range(1, num_levels + 1)]
-    if config.baselines.epoch_matched:
-        phases.append(Phase("plain (epoch-matched)", "plain_epoch_matched", num_levels, 1))
-    if config.baselines.time_matched:
-        phases.append(Phase("plain (time-matched)", "plain_time_matched", num_levels, 1))
+    wanted = [kind for kind in BASELINE_KINDS if config.baselines[kind.removeprefix("plain_")]]
+    for k in range(1 if config.baselines.every_level else num_levels, num_levels + 1):
+        level = "" if k == num_levels else f" L{k}"  # the bottom's names are those of runs before every_level
+        phases += [Phase(f"plain{level} ({BASELINE_KINDS[kind]})", kind, k, 1) for kind in wanted]
     return phases
 
 
@@ -324,8 +331,9 @@ def phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Pha
 
     if phase.kind == "plain_epoch_matched":
         return {"epochs": config.train.epochs * config.train.rounds}
-    if phase.kind == "plain_time_matched":
-        return {"time_budget": sum(run.train_time for run, p in zip(done, phases) if p.kind == "sal")}
+    if phase.kind == "plain_time_matched":  # SAL's time until this level was final: all of it for the bottom
+        last = max(i for i, p in enumerate(phases) if p.kind == "sal" and p.level == phase.level)
+        return {"time_budget": sum(run.train_time for run, p in zip(done, phases[:last + 1]) if p.kind == "sal")}
     guided = phase.level > 1
     return {"round_": phase.round, "start_from": latest(phase.level),
             "teacher": (levels[phase.level - 2], latest(phase.level - 1)) if guided else None}
@@ -367,7 +375,7 @@ def run_phases(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_colle
             store.start_phase(phase.name)
             on_chunk = store.phase_hook(list(done))
         start_step = 0 if resume is None else int(resume[0].step)
-        with _phase_log(log_dir, phase, config, start_step) as log, _kept_checkpoints(store):
+        with _phase_log(log_dir, phase, len(levels), config, start_step) as log, _kept_checkpoints(store):
             run = train_level(levels[phase.level - 1], data, config, level=phase.level, name=phase.name,
                               progress=progress, resume=resume, on_chunk=on_chunk, log=log,
                               **phase_inputs(phase, levels, phases, done, config))
@@ -393,15 +401,17 @@ def _kept_checkpoints(store) -> Iterator[None]:
         raise TrainingDiverged(f"{error}; the checkpoints before it are kept in {store.directory}") from None
 
 
-def phase_run_name(phase: Phase, rounds: int) -> str:
-    """A phase's TensorBoard run (folder) name: level2, round2_level3, plain_time_matched."""
+def phase_run_name(phase: Phase, rounds: int, num_levels: int) -> str:
+    """A phase's TensorBoard run (folder) name: level2, round2_level3, plain_time_matched (the bottom's),
+    plain_time_matched_level2."""
     if phase.kind != "sal":
-        return phase.kind
+        return phase.kind if phase.level == num_levels else f"{phase.kind}_level{phase.level}"
     return f"level{phase.level}" if rounds == 1 else f"round{phase.round}_level{phase.level}"
 
 
 @contextlib.contextmanager
-def _phase_log(log_dir: str | None, phase: Phase, config: ml_collections.ConfigDict, start_step: int
+def _phase_log(log_dir: str | None, phase: Phase, num_levels: int, config: ml_collections.ConfigDict,
+               start_step: int
                ) -> Iterator[LevelLog | None]:
     """The phase's TensorBoard log (closed after it), or None without `log_dir` or on processes > 0."""
     if log_dir is None or jax.process_index() > 0:
@@ -409,7 +419,7 @@ def _phase_log(log_dir: str | None, phase: Phase, config: ml_collections.ConfigD
         return
     from sal_jax.summaries import LevelLog as TensorBoardLog  # tensorboardX is imported only when logging
     # Events are logged at the count of steps done: a phase resumed after step s redoes steps s + 1, ...
-    log = TensorBoardLog(os.path.join(log_dir, phase_run_name(phase, config.train.rounds)),
+    log = TensorBoardLog(os.path.join(log_dir, phase_run_name(phase, config.train.rounds, num_levels)),
                          purge_step=start_step + 1)
     try:
         yield log
@@ -447,6 +457,10 @@ def _resume_point(store, levels: Sequence[nn.Module], data: ArrayDataset, config
 
 
 def _ladder_result(phases: Sequence[Phase], done: Sequence[LevelRun]) -> LadderResult:
-    by_kind = {p.kind: run for p, run in zip(phases, done) if p.kind != "sal"}
+    plain: dict[int, dict[str, LevelRun]] = {}
+    for p, run in zip(phases, done):
+        if p.kind != "sal":
+            plain.setdefault(p.level, {})[p.kind] = run
+    bottom = plain.get(max(p.level for p in phases), {})
     return LadderResult([run for p, run in zip(phases, done) if p.kind == "sal"],
-                        by_kind.get("plain_epoch_matched"), by_kind.get("plain_time_matched"))
+                        bottom.get("plain_epoch_matched"), bottom.get("plain_time_matched"), plain)

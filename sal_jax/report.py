@@ -35,10 +35,16 @@ def param_count(variables: Record) -> int:
 
 
 def ladder_record(result: LadderResult, seed: int) -> Record:
+    """A seed's record: SAL's runs, the bottom level's baselines under their kinds, and (with
+    config.baselines.every_level) the other levels' under "plain_levels": {"<level>": {kind: record}}."""
     baselines = {"plain_epoch_matched": result.plain_epoch_matched, "plain_time_matched": result.plain_time_matched}
+    bottom = max(run.level for run in result.sal)
+    above = {str(level): {kind: run_record(run) for kind, run in runs.items()}
+             for level, runs in result.plain.items() if level != bottom}
     return {"seed": seed, "sal_train_time": result.sal_train_time,
             "sal": [run_record(run) for run in result.sal],
-            **{key: run_record(run) for key, run in baselines.items() if run is not None}}
+            **{key: run_record(run) for key, run in baselines.items() if run is not None},
+            **({"plain_levels": above} if above else {})}
 
 
 def _last_round(sal_runs: Sequence[Record]) -> list[Record]:
@@ -101,6 +107,45 @@ def markdown_table(records: Sequence[Record]) -> str:
     return "\n".join(lines)
 
 
+def level_table(records: Sequence[Record]) -> str:
+    """Per level: SAL (last round) against the same level trained plain, last-epoch test accuracy (%),
+    mean ± std over seeds, the best of each row in bold; then the best model overall, and whether it is
+    the target (SAL's bottom level). Levels above the bottom have plain runs with
+    config.baselines.every_level; "—" where a level was not trained that way."""
+    sal = _last_round(records[0]["sal"])
+    bottom = sal[-1]["level"]
+
+    def plain(level: int, kind: str) -> list[Record] | None:
+        if level == bottom:
+            return [rec[kind] for rec in records] if kind in records[0] else None
+        found = [rec.get("plain_levels", {}).get(str(level), {}).get(kind) for rec in records]
+        return None if None in found else found
+
+    candidates = {}  # label -> mean accuracy
+    lines = ["| level | params | SAL | plain, epoch-matched | plain, time-matched |", "| --- | --- | --- | --- | --- |"]
+    for i, run in enumerate(sal):
+        level = run["level"]
+        cells = {"SAL": [_last_round(rec["sal"])[i] for rec in records],
+                 **{label: plain(level, kind) for kind, label in BASELINES.items()}}
+        means = {name: np.mean([r["final_test_accuracy"] for r in runs]) for name, runs in cells.items() if runs}
+        best = max(means, key=means.get)
+        texts = []
+        for name, runs in cells.items():
+            text = "—" if not runs else mean_std([r["final_test_accuracy"] for r in runs], 100) + diverged_mark(runs)
+            texts.append(f"**{text}**" if name == best and len(means) > 1 else text)
+            if runs:
+                candidates[f"{name}, level {level}"] = means[name]
+        lines.append(f"| {level}{' (bottom)' if level == bottom else ''} | {_params(cells['SAL'])} | "
+                     + " | ".join(texts) + " |")
+    winner = max(candidates, key=candidates.get)
+    target = f"SAL, level {bottom}"
+    verdict = ("the target (SAL's bottom level) is the best model" if winner == target else
+               f"the target (SAL's bottom level, {100 * candidates[target]:.1f}) is not the best model")
+    lines += ["", f"Best model overall (mean last-epoch test accuracy): {winner}, {100 * candidates[winner]:.1f}%; "
+              f"{verdict}."]
+    return "\n".join(lines)
+
+
 def summary_table(cells: Sequence[Record]) -> str:
     """One row per training-set size: the bottom model's last-epoch test accuracy (%) for each method."""
     names = [name for name, _ in method_rows(cells[0]["runs"]) if not name.startswith("SAL level") or "bottom" in name]
@@ -134,6 +179,7 @@ def write_report(results: Record, workdir: str) -> str:
         tag = cell_tag(cell)
         title = f"{cell['dataset']['name']}, {cell['dataset']['train']:,} training examples"
         parts += ["", f"## {title} ({cell['epochs']} epochs per level)", "", markdown_table(cell["runs"]), "",
+                  "### Which level is best: each level, SAL against plain", "", level_table(cell["runs"]), "",
                   f"![accuracy vs time](accuracy_vs_time_{tag}.png)"]
         plot_accuracy_vs_time(cell["runs"], os.path.join(workdir, f"accuracy_vs_time_{tag}.png"), title)
         if any(k.startswith("train_grad_norm/") for k in cell["runs"][0]["sal"][-1]["history"][0]):

@@ -130,3 +130,24 @@ def test_accuracy_vs_time_over_two_rounds_labels_each_level_once():
     assert labels(sal_ax) == ["SAL level 1", "SAL level 2"]
     assert labels(cmp_ax)[0] == "SAL bottom (level 2, round 2), after the levels above"
     assert [t.get_text() for t in sal_ax.child_axes[0].get_xticklabels()] == ["1 (r1)", "2 (r1)", "1 (r2)", "2 (r2)"]
+
+
+def test_level_table_compares_each_level_with_plain_and_names_the_best_model():
+    """Bottom only (no every_level): level 1 has no plain runs; the bottom's time-matched baseline (95%)
+    beats SAL's bottom (92%). With plain level-1 runs at 96%, the best model is a plain level 1."""
+    runs = cell(0)["runs"]
+    lines = report.level_table(runs).splitlines()
+    assert lines[0] == "| level | params | SAL | plain, epoch-matched | plain, time-matched |"
+    assert lines[2] == "| 1 | 26 | 90.0 ± 0.0 | — | — |"
+    assert lines[3] == "| 2 (bottom) | 52 | 92.0 ± 0.0 | 85.0 ± 0.0 | **95.0 ± 0.0** |"
+    assert lines[-1] == ("Best model overall (mean last-epoch test accuracy): plain, time-matched, level 2, 95.0%; "
+                         "the target (SAL's bottom level, 92.0) is not the best model.")
+    for rec in runs:
+        rec["plain_levels"] = {"1": {"plain_epoch_matched": run(1, 0.96), "plain_time_matched": run(1, 0.91)}}
+    lines = report.level_table(runs).splitlines()
+    assert lines[2] == "| 1 | 26 | 90.0 ± 0.0 | **96.0 ± 0.0** | 91.0 ± 0.0 |"
+    assert lines[-1].startswith("Best model overall (mean last-epoch test accuracy): plain, epoch-matched, level 1, "
+                                "96.0%")
+    for rec in runs:
+        rec["sal"][1]["final_test_accuracy"] = 0.99
+    assert report.level_table(runs).splitlines()[-1].endswith("the target (SAL's bottom level) is the best model.")
