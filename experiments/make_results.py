@@ -1,25 +1,30 @@
 """Builds experiments/RESULTS.md from the experiments' results.json files, with a verdict per claim.
 
-    python experiments/make_results.py [--results=experiments/results] [--out=experiments/RESULTS.md]
+    python experiments/make_results.py [RESULTS_DIR [OUT]]    (default: experiments/results experiments/RESULTS.md)
 
-Verdicts are computed, not written by hand: SAL and a baseline of the same seed share initial weights
-and batch order, so they are compared per seed (paired). A claim "holds" when the mean paired difference
-in last-epoch test accuracy is positive and significant by a two-sided paired t-test at the 5% level
-(|mean| > t(0.975, n-1) x standard error), is "reversed" when it is significant and negative, and is
-"not shown" otherwise.
+Verdicts are computed, not written by hand, with `sal_jax.stats` (its docstring has the formulas). A
+claim is "SAL's bottom model beats a plain baseline (epoch- or time-matched)" in one cell. SAL and a
+baseline of the same seed share initial weights and batch order, so each claim is judged on the per-seed
+differences d = SAL - plain in last-epoch test accuracy (points): n, mean, 95% t CI, Cohen's d_z and the
+two-sided paired t-test's p, Holm-adjusted across one experiment's claim table (both baselines x every
+cell). The verdict: "holds" / "reversed" when the adjusted p < 0.05 (sign of the mean), else "no
+difference larger than X points" when the CI lies within +-X <= stats.PRACTICAL_THRESHOLD, else
+"inconclusive (CI from a to b)"; "inconclusive (one seed)" with one seed. "Larger gain with less data"
+and "more stable across seeds" are reported descriptively (means and stds, untested). RESULTS.md opens
+with a summary of every claim grouped by verdict.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from sal_jax import report  # noqa: E402
+from sal_jax import report, stats  # noqa: E402
 
 EXPERIMENTS = [  # (results folder, title, command)
     ("mnist_mlp_scarce", "1. MNIST MLP, data-scarce sweep",
@@ -43,50 +48,127 @@ def bottom_accuracies(cell: dict[str, Any], method: str) -> np.ndarray:
     return np.array([r["final_test_accuracy"] for r in rows[name]]) * 100
 
 
-def paired(cell: dict[str, Any], baseline: str) -> tuple[float, float, int]:
-    """Mean and standard error of SAL minus `baseline` over seeds, in accuracy points."""
-    diff = bottom_accuracies(cell, "SAL") - bottom_accuracies(cell, baseline)
-    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan"), len(diff)
+COMPARED = ("plain, epoch-matched", "plain, time-matched")
 
 
-def verdict(mean: float, se: float, n: int) -> str:
-    if n < 2:
-        return "not shown (one seed)"
-    threshold = scipy.stats.t.ppf(0.975, n - 1) * se
-    if mean > threshold:
-        return "holds"
-    if mean < -threshold:
-        return "reversed (plain is better)"
-    return "not shown (within noise)"
+@dataclass(frozen=True)
+class Claim:
+    """"SAL's bottom model beats `baseline`" in one cell: the paired differences' statistics and verdict."""
+
+    baseline: str
+    cell: str
+    summary: stats.PairedSummary
+    p_holm: float  # Holm-adjusted across the claims of the experiment's table
+    verdict: str
+
+    @property
+    def significant_unadjusted_only(self) -> bool:
+        """The unadjusted 95% CI excludes 0 but Holm's correction leaves the claim not significant."""
+        s = self.summary
+        return s.n > 1 and (s.ci_low > 0 or s.ci_high < 0) and not self.p_holm < stats.ALPHA
+
+
+def claims(results: dict[str, Any]) -> list[Claim]:
+    """One claim per baseline and cell (the rows of the experiment's claim table, in order), Holm-adjusted
+    together: the table is the family."""
+    rows = []
+    for baseline in COMPARED:
+        for cell in results["cells"]:
+            diff = bottom_accuracies(cell, "SAL") - bottom_accuracies(cell, baseline)
+            rows.append((baseline, cell_name(cell), stats.paired_summary(diff)))
+    adjusted = stats.holm([s.p for *_, s in rows])
+    return [Claim(b, c, s, p, stats.verdict(s, p)) for (b, c, s), p in zip(rows, adjusted)]
 
 
 def cell_name(cell: dict[str, Any]) -> str:
-    return (f"{cell['per_class']}/class" if cell["per_class"] else "full") + f" ({cell['dataset']['train']:,} ex.)"
+    return short_cell_name(cell) + f" ({cell['dataset']['train']:,} ex.)"
 
 
-def verdict_lines(results: dict[str, Any]) -> list[str]:
+def short_cell_name(cell: dict[str, Any]) -> str:
+    return f"{cell['per_class']}/class" if cell["per_class"] else "full"
+
+
+def _num(x: float, fmt: str = "+.1f") -> str:
+    return "–" if np.isnan(x) else ("∞" if np.isinf(x) and x > 0 else "−∞" if np.isinf(x) else format(x, fmt))
+
+
+def _p(p: float) -> str:
+    return "–" if np.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def verdict_label(claim: Claim) -> str:
+    return claim.verdict + (" †" if claim.significant_unadjusted_only else "")
+
+
+def claim_table(cl: list[Claim]) -> list[str]:
+    lines = ["| claim: SAL beats | training set | seeds | SAL − plain (pts) | 95% CI | d_z | p (Holm) | verdict |",
+             "|" + " --- |" * 8]
+    for c in cl:
+        s = c.summary
+        lines.append(f"| {c.baseline} | {c.cell} | {s.n} | {_num(s.mean)} | "
+                     + ("–" if s.n < 2 else f"{_num(s.ci_low)} to {_num(s.ci_high)}")
+                     + f" | {_num(s.d_z, '+.2f')} | {_p(c.p_holm)} | **{verdict_label(c)}** |")
+    if any(c.significant_unadjusted_only for c in cl):
+        lines += ["", "† The unadjusted 95% CI excludes 0, but the Holm-adjusted p is not below 0.05: not "
+                  "significant once the table's other claims are accounted for."]
+    return lines
+
+
+def verdict_lines(results: dict[str, Any], cl: list[Claim]) -> list[str]:
     cells = results["cells"]
-    lines = []
-    for baseline in ("plain, epoch-matched", "plain, time-matched"):
-        parts = []
-        for cell in cells:
-            mean, se, n = paired(cell, baseline)
-            parts.append(f"{cell_name(cell)}: {mean:+.1f} ± {se:.1f} pts → **{verdict(mean, se, n)}**")
-        lines.append(f"- SAL beats {baseline} (paired SAL − plain, mean ± s.e. over seeds): " + "; ".join(parts))
+    lines = claim_table(cl) + [""]
     if len(cells) > 1:
         small, large = cells[0], cells[-1]
-        d_small, d_large = paired(small, "plain, epoch-matched")[0], paired(large, "plain, epoch-matched")[0]
-        grows = d_small > d_large
-        lines.append(f"- Larger gain with less data: SAL − plain (epoch-matched) is {d_small:+.1f} pts at "
-                     f"{cell_name(small)} vs {d_large:+.1f} pts at {cell_name(large)} → "
-                     f"**{'holds' if grows and d_small > 0 else 'not shown'}**")
+        mean = {c.cell: c.summary.mean for c in cl if c.baseline == "plain, epoch-matched"}
+        d_small, d_large = mean[cell_name(small)], mean[cell_name(large)]
+        lines.append(f"- Larger gain with less data (descriptive: means only, not tested, not in the Holm family): "
+                     f"SAL − plain (epoch-matched) is {d_small:+.1f} pts at {cell_name(small)} vs {d_large:+.1f} "
+                     f"pts at {cell_name(large)}; see the two cells' CIs above")
     spread = []
     for cell in cells:
         s_sal, s_plain = bottom_accuracies(cell, "SAL").std(), bottom_accuracies(cell, "plain, epoch-matched").std()
         spread.append(f"{cell_name(cell)}: std {s_sal:.1f} vs {s_plain:.1f}")
     lower = sum(bottom_accuracies(c, "SAL").std() < bottom_accuracies(c, "plain, epoch-matched").std() for c in cells)
-    lines.append("- More stable across seeds (std of SAL bottom vs plain epoch-matched): " + "; ".join(spread)
-                 + f" → lower for SAL in {lower} of {len(cells)} cells")
+    lines.append("- More stable across seeds (descriptive: std of SAL bottom vs plain epoch-matched): "
+                 + "; ".join(spread) + f" → lower for SAL in {lower} of {len(cells)} cells")
+    return lines
+
+
+def summary_lines(found: list[tuple[str, list[Claim]]], missing: list[str]) -> list[str]:
+    """The one-screen summary: every claim, grouped by verdict, then by experiment and baseline."""
+    every = [c for _, cl in found for c in cl]
+    seeds = sorted({c.summary.n for c in every})
+    groups = {"holds": ("Holds (SAL significantly better)", lambda v: v == "holds"),
+              "reversed": ("Reversed (plain significantly better)", lambda v: v == "reversed"),
+              "none": (f"No difference larger than {stats.PRACTICAL_THRESHOLD:g} point",
+                       lambda v: v.startswith("no difference")),
+              "inconclusive": ("Inconclusive (not significant, CI wider than "
+                               f"±{stats.PRACTICAL_THRESHOLD:g} point)", lambda v: v.startswith("inconclusive"))}
+    lines = ["## Summary", "",
+             f"Computed from the claim tables below: {len(every)} claims \"SAL's bottom model beats the plain "
+             "one\" (epoch- or time-matched), one per experiment, training-set size and baseline, each judged on "
+             "the paired per-seed differences SAL − plain in last-epoch test accuracy "
+             f"({'/'.join(map(str, seeds))} seeds each): mean difference in points and its 95% CI; significance by "
+             "the p-value Holm-adjusted across the claims of the experiment's table.", ""]
+    for title, match in groups.values():
+        chosen = [(name, [c for c in cl if match(c.verdict)]) for name, cl in found]
+        count = sum(len(cl) for _, cl in chosen)
+        lines.append(f"- **{title}**: {count} of {len(every)}" + (":" if count else "."))
+        for name, cl in chosen:
+            for baseline in COMPARED:
+                parts = [f"{c.cell.split(' (')[0]} {_num(c.summary.mean)} ({_num(c.summary.ci_low)} to "
+                         f"{_num(c.summary.ci_high)})" + (" †" if c.significant_unadjusted_only else "")
+                         for c in cl if c.baseline == baseline]
+                if parts:
+                    lines.append(f"  - {name}, vs {baseline}: " + "; ".join(parts))
+    if any(c.significant_unadjusted_only for c in every):
+        lines.append("- † unadjusted 95% CI excludes 0, not significant after Holm's correction.")
+    if missing:
+        lines.append("- Not run yet: " + "; ".join(missing) + ".")
+    lines += ["", "Format: training set, mean SAL − plain in accuracy points (95% CI). The untested "
+              "observations (larger gain with less data, stability across seeds) are in each experiment's section; "
+              "the caveats (runs that predate parts of the current code) in the next.",
+              ""]
     return lines
 
 
@@ -100,11 +182,11 @@ def total_train_time(results: dict[str, Any]) -> float:
     return total
 
 
-def headline_rows(title: str, results: dict[str, Any]) -> list[str]:
+def headline_rows(title: str, results: dict[str, Any], cl: list[Claim]) -> list[str]:
     rows = []
     for cell in results["cells"]:
-        acc = {m: bottom_accuracies(cell, m) for m in ("SAL", "plain, epoch-matched", "plain, time-matched")}
-        verdicts = [verdict(*paired(cell, b)) for b in ("plain, epoch-matched", "plain, time-matched")]
+        acc = {m: bottom_accuracies(cell, m) for m in ("SAL",) + COMPARED}
+        verdicts = [verdict_label(c) for b in COMPARED for c in cl if c.baseline == b and c.cell == cell_name(cell)]
         rows.append(f"| {title.split(' ', 1)[1]} | {cell_name(cell)} | "
                     + " | ".join(f"{a.mean():.1f} ± {a.std():.1f}" for a in acc.values())
                     + f" | {verdicts[0]} | {verdicts[1]} |")
@@ -112,14 +194,23 @@ def headline_rows(title: str, results: dict[str, Any]) -> list[str]:
 
 
 def main(results_dir: str = "experiments/results", out: str = "experiments/RESULTS.md") -> None:
-    intro = ["# Results", "",
+    intro = ["## How the results were produced and judged", "",
              "Every number below comes from the runs in `experiments/results/<name>/results.json`, produced by",
              "the command shown (see each config's docstring for its run time). All runs: 2-core CPU machine,",
              "each experiment pinned to one core (`taskset -c 0` or `-c 1`), float32. `last` = test accuracy",
-             "at the last epoch (the headline), `best` = the best evaluated epoch (optimistic: chosen on test).",
-             "Verdicts are computed by `experiments/make_results.py` from paired per-seed differences (SAL",
-             "and each plain baseline of a seed share initial weights and batch order) with a paired t-test at",
-             "the 5% level; they are not edited.", "",
+             "at the last epoch (the headline), `best` = the best evaluated epoch (optimistic: chosen on test).", "",
+             "Verdicts are computed by `experiments/make_results.py` with `sal_jax/stats.py`; they are not edited.",
+             "A claim is \"SAL's bottom model beats a plain baseline\" in one training-set size. SAL and each plain",
+             "baseline of a seed share initial weights and batch order, so the claim is judged on the per-seed",
+             "differences d = SAL − plain (last-epoch test accuracy, points): their mean, its 95% t confidence",
+             "interval, the paired effect size d_z = mean / sd(d), and the two-sided paired t-test's p-value, which is",
+             "Holm-adjusted across the claims of one table, i.e. the rows of one experiment's claim table (both",
+             "baselines × every training-set size). Verdicts: **holds** (Holm-adjusted p < 0.05, SAL better),",
+             "**reversed** (Holm-adjusted p < 0.05, plain better); otherwise **no difference larger than X points**",
+             f"when the 95% CI lies within ±X ≤ {stats.PRACTICAL_THRESHOLD:g} point (the practical threshold, about",
+             "the seed-to-seed spread of one method here; `sal_jax.stats.PRACTICAL_THRESHOLD` says why), and",
+             "**inconclusive (CI from a to b)** when the CI is wider: the runs can neither show nor exclude a",
+             "relevant difference. The CIs are per claim (not widened for the Holm correction).", "",
              "Caveats: the MNIST, TREC and CARER runs predate the teacher-feature cache; add",
              "`--config.guidance.cache_teacher=False` to reproduce them exactly (the cache changes speed, which",
              "matters for the time-matched baseline, and float rounding only). CIFAR-10 was rerun after the",
@@ -131,27 +222,35 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
              "copy here is a JPEG re-encoding. CARER uses 80 and 300 examples per class (the full set is too",
              "slow for one CPU core). A run's `train time` counts",
              "compilation (one per level for SAL, one for a plain run) and excludes evaluation.", ""]
-    headline = ["## Headline: bottom model, last-epoch test accuracy (%), mean ± std over 3 seeds", "",
-                "| experiment | training set | SAL | plain, epoch-matched | plain, time-matched "
-                "| SAL > epoch-matched? | SAL > time-matched? |", "|" + " --- |" * 7]
-    sections = []
+    headline_body, sections, found, missing, seeds = [], [], [], [], set()
     for folder, title, command in EXPERIMENTS:
         path = os.path.join(results_dir, folder, "results.json")
         parts = sections
         parts += [f"## {title}", ""]
         if not os.path.exists(path):
             parts += ["Not run yet in this repository.", ""]
+            missing.append(title.split(" ", 1)[1])
             continue
         with open(path) as f:
             results = json.load(f)
-        headline += headline_rows(title, results)
+        cl = claims(results)
+        found.append((title.split(" ", 1)[1], cl))
+        seeds |= {len(cell["runs"]) for cell in results["cells"]}
+        headline_body += headline_rows(title, results, cl)
         md = open(os.path.join(results_dir, folder, "results.md")).read()
         md = md.replace("](", f"](results/{folder}/").replace("## ", "### ")
         parts += ["```bash", command, "```", f"Training time of all its runs (all cells, seeds and methods; evaluation "
                   f"excluded): {total_train_time(results) / 60:.1f} min on one core.", "",
-                  "**Verdicts**", "", *verdict_lines(results), "", md]
+                  "**Verdicts**: SAL − plain, bottom model, last-epoch test accuracy, paired over seeds; p "
+                  "Holm-adjusted across this table's rows.", "", *verdict_lines(results, cl), "", md]
+    headline = [f"## Headline: bottom model, last-epoch test accuracy (%), mean ± std over "
+                f"{'/'.join(map(str, sorted(seeds)))} seeds", "",
+                "| experiment | training set | SAL | plain, epoch-matched | plain, time-matched "
+                "| SAL > epoch-matched? | SAL > time-matched? |", "|" + " --- |" * 7, *headline_body]
+    if any(c.significant_unadjusted_only for _, cl in found for c in cl):
+        headline += ["", "† unadjusted 95% CI excludes 0, not significant after Holm's correction."]
     with open(out, "w") as f:
-        f.write("\n".join(intro + headline + [""] + sections))
+        f.write("\n".join(["# Results", ""] + summary_lines(found, missing) + intro + headline + [""] + sections))
     print(f"wrote {out}")
 
 
