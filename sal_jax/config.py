@@ -55,6 +55,11 @@ def default_config() -> ml_collections.ConfigDict:
     config.guidance.schedule = "constant"  # constant | linear_decay (λ -> 0 over the level's training)
     config.guidance.cache_teacher = True   # without augmentation, compute the teacher's outputs once per level
     config.guidance.layer_map = ""         # "" = relative depth; or "teacher:student,..." 1-based, e.g. "1:2,2:4"
+    # The hidden term over the matched layers: sum (grows with the teacher's depth) | mean (sum / pairs)
+    config.guidance.layer_reduction = "sum"
+    # Both features of a pair divided by the teacher's RMS over the training set, before D: none |
+    # unit_rms (per unit; per channel of a conv feature) | layer_rms (one RMS per teacher layer)
+    config.guidance.feature_norm = "none"
 
     config.baselines = ml_collections.ConfigDict()
     config.baselines.epoch_matched = True  # plain bottom level, epochs * rounds epochs

@@ -31,6 +31,11 @@ class Guidance:
     use_output: bool
     temperature: float
     distance: str
+    layer_reduction: str = "sum"           # the hidden term over matched layers: "sum" or "mean"
+    # "none", "unit_rms" or "layer_rms": features divided by the teacher's RMS before the distance. The
+    # divisors are data, not part of this static object: they travel in the teacher variables
+    # (sal_jax.step.FEATURE_SCALES), computed by sal_jax.teacher_cache.teacher_feature_scales.
+    feature_norm: str = "none"
 
     @property
     def active(self) -> bool:
@@ -63,4 +68,5 @@ def make_guidance(student: nn.Module, teacher: nn.Module, sample_x: jax.Array,
         hidden_weight=weight_schedule(config.hidden_weight, config.schedule, total_steps),
         output_weight=weight_schedule(config.output_weight, config.schedule, total_steps),
         use_hidden=use_hidden, use_output=config.output_weight != 0,
-        temperature=float(config.temperature), distance=config.distance)
+        temperature=float(config.temperature), distance=config.distance,
+        layer_reduction=config.get("layer_reduction", "sum"), feature_norm=config.get("feature_norm", "none"))

@@ -29,7 +29,7 @@ from sal_jax.guidance import make_guidance
 from sal_jax.levels import Variables
 from sal_jax.optimizers import make_optimizer
 from sal_jax.step import TrainState, eval_step_fn, init_state, level_variables, train_step_fn
-from sal_jax.teacher_cache import compile_teacher_forward, teacher_cache
+from sal_jax.teacher_cache import compile_teacher_forward, teacher_cache, with_feature_scales
 from sal_jax.validation import validate_run
 
 @dataclasses.dataclass
@@ -173,13 +173,19 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     # Tracing and compiling happen apart from the training clock: compilation is the compiler's cost, not
     # training's, and with a compilation cache it would make a time-matched budget depend on the cache.
     compile_start = time.perf_counter()
+    cached = use_teacher_cache(config, guidance)
+    scaled = guidance is not None and guidance.use_hidden and guidance.feature_norm != "none"
     forward = (compile_teacher_forward(guidance, teacher_variables, data.x_train[:train.batch_size])
-               if use_teacher_cache(config, guidance) else None)
+               if cached or scaled else None)
     compile_time = time.perf_counter() - compile_start
 
     setup_start = time.perf_counter()
-    cache = {} if forward is None else teacher_cache(guidance, teacher_variables, data.x_train, train.batch_size,
-                                                      forward)
+    cache = teacher_cache(guidance, teacher_variables, data.x_train, train.batch_size, forward) if cached else {}
+    if scaled:  # the teacher's feature RMS on the training set: an argument of the steps, laid out like the teacher
+        teacher_variables = with_feature_scales(guidance, teacher_variables, data.x_train, train.batch_size,
+                                                forward, cache)
+        shardings = parallel.step_shardings(mesh, state, teacher_variables)
+        teacher_variables = jax.device_put(teacher_variables, shardings.teacher)
     on_device_mb = config.parallel.data_on_device_mb
     train_split = parallel.SplitBatches({"x": data.x_train, "y": data.y_train, **cache}, train.batch_size,
                                         shardings.batch, on_device_mb, num_batches=steps_per_epoch)

@@ -8,11 +8,23 @@ from typing import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from sal_jax.errors import ConfigError
 
 DISTANCES = ("mse", "cosine")
+LAYER_REDUCTIONS = ("sum", "mean")              # config.guidance.layer_reduction
+FEATURE_NORMS = ("none", "unit_rms", "layer_rms")  # config.guidance.feature_norm
+# Floors of the teacher RMS that divides features. A unit that is 0 on every training example (a dead ReLU)
+# has RMS 0: dividing by it gives 0/0 (teacher) and s/0 (student), and dividing by a tiny floor turns the
+# student's value there into the whole loss. Measured on digits (MLP level 3 guided by level 2, 5 epochs,
+# 3 and 5 of the teacher's 64 units dead per layer): test accuracy 0.89 without feature_norm, 0.33 with
+# unit_rms floored at 1e-6, 0.32-0.35 at 0.01 x the layer's RMS, 0.86-0.89 at 0.1 x, 0.88-0.89 at 0.3 x.
+# So a unit's RMS is floored at FEATURE_RMS_FLOOR x its layer's RMS (a unit then weighs at most
+# 1/FLOOR^2 = 100x a typical one), and every RMS at FEATURE_RMS_EPS (a layer that is 0 everywhere).
+FEATURE_RMS_FLOOR = 0.1
+FEATURE_RMS_EPS = 1e-6
 
 
 def weighted_mean(per_example: jax.Array, weight: jax.Array) -> jax.Array:
@@ -86,7 +98,42 @@ def parse_layer_map(text: str) -> dict[int, int] | None:
 
 
 def hidden_guidance(aligned_student: Mapping[int, jax.Array], teacher_features: Mapping[int, jax.Array],
-                    weight: jax.Array, kind: str = "mse") -> jax.Array:
-    """Σ_j D(P_j(h_a(j)), h^T_j). Both map teacher feature j (1-based) to a feature: the student's the
+                    weight: jax.Array, kind: str = "mse", reduction: str = "sum") -> jax.Array:
+    """Σ_j D(P_j(h_a(j)), h^T_j) ("sum"), or that sum over the number of pairs ("mean": a weight that does
+    not grow with the teacher's depth). Both map teacher feature j (1-based) to a feature: the student's the
     one that matches it, already projected to the teacher's shape."""
-    return sum(feature_distance(h, teacher_features[j], weight, kind) for j, h in aligned_student.items())
+    total = sum(feature_distance(h, teacher_features[j], weight, kind) for j, h in aligned_student.items())
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        return total / len(aligned_student)
+    raise ConfigError(f"config.guidance.layer_reduction: unknown {reduction!r}; choose from {list(LAYER_REDUCTIONS)}")
+
+
+def normalize_features(features: Mapping[int, jax.Array], scales: Mapping[int, jax.Array]) -> dict[int, jax.Array]:
+    """{j: feature j / scale j}: a scale of shape (units,) divides the last axis (per unit, or per channel
+    of a conv feature), a scalar the whole feature. Scales come from `feature_scales`."""
+    return {j: f / scales[j] for j, f in features.items()}
+
+
+def feature_scales(sum_squares: Mapping[int, np.ndarray], counts: Mapping[int, int], norm: str
+                   ) -> dict[int, np.ndarray]:
+    """The teacher's divisors for config.guidance.feature_norm, from its features over the training set:
+    sum_squares[j] the sum of feature j's squares per unit of its last axis (over examples and any other
+    axes), counts[j] how many values each unit's sum has (examples x positions).
+
+    layer_rms: L_j = max(sqrt(Σ sum_squares / (counts x units)), FEATURE_RMS_EPS), one scalar per layer;
+    unit_rms: max(sqrt(sum_squares / counts), FEATURE_RMS_FLOOR x L_j) per unit (L_j >= EPS, so never 0);
+    "none": {} (nothing is divided).
+    """
+    if norm == "none":
+        return {}
+    if norm not in FEATURE_NORMS:
+        raise ConfigError(f"config.guidance.feature_norm: unknown {norm!r}; choose from {list(FEATURE_NORMS)}")
+    scales = {}
+    for j, sums in sum_squares.items():
+        sums = np.asarray(sums, np.float64)
+        layer = max(np.sqrt(np.sum(sums) / (counts[j] * sums.size)), FEATURE_RMS_EPS)
+        scale = np.maximum(np.sqrt(sums / counts[j]), FEATURE_RMS_FLOOR * layer) if norm == "unit_rms" else layer
+        scales[j] = np.asarray(scale, np.float32)
+    return scales

@@ -17,7 +17,7 @@ import optax
 from sal_jax.errors import ConfigError
 from sal_jax.guidance import Guidance
 from sal_jax.levels import Variables, apply_level, init_level
-from sal_jax.losses import cross_entropy, hidden_guidance, output_guidance, weighted_mean
+from sal_jax.losses import cross_entropy, hidden_guidance, normalize_features, output_guidance, weighted_mean
 from sal_jax.parallel import StepShardings
 
 Batch = dict[str, jax.Array]
@@ -71,7 +71,9 @@ def check_batch(batch: Batch) -> None:
 def loss_terms(student: nn.Module, guidance: Guidance | None, params: Any, batch_stats: Any,
                teacher_variables: Variables | None, batch: Batch, step: jax.Array, train: bool
                ) -> tuple[jax.Array, tuple[Metrics, Any]]:
-    """L = CE + λ_h Σ_j D(P_j(h_a(j)), h^T_j) + λ_o T² KL(teacher ‖ student), and its terms."""
+    """L = CE + λ_h Σ_j D(P_j(h_a(j)), h^T_j) + λ_o T² KL(teacher ‖ student), and its terms. With
+    guidance.layer_reduction "mean" the hidden term is averaged over the pairs j; with guidance.feature_norm
+    both features of pair j are divided by the teacher's scale j (teacher_variables[FEATURE_SCALES])."""
     check_batch(batch)
     variables = {"params": params["model"], **({"batch_stats": batch_stats} if batch_stats else {})}
     (logits, features), new_batch_stats = apply_level(student, variables, batch["x"], train)
@@ -86,7 +88,11 @@ def loss_terms(student: nn.Module, guidance: Guidance | None, params: Any, batch
             aligned = ({j: features[a - 1] for j, a in guidance.alignment.items()}
                        if guidance.projections is None
                        else guidance.projections.apply({"params": params["projections"]}, features))
-            hidden = hidden_guidance(aligned, teacher_features, weight, guidance.distance)
+            if guidance.feature_norm != "none":  # both sides by the teacher's RMS: D on standardised features
+                scales = teacher_feature_scales(teacher_variables)
+                aligned = normalize_features(aligned, scales)
+                teacher_features = normalize_features(teacher_features, scales)
+            hidden = hidden_guidance(aligned, teacher_features, weight, guidance.distance, guidance.layer_reduction)
             loss = loss + guidance.hidden_weight(step) * hidden
             metrics["hidden"] = hidden
             if train:  # the weight in force, for the training logs (its schedule's value at this step)
@@ -102,6 +108,18 @@ def loss_terms(student: nn.Module, guidance: Guidance | None, params: Any, batch
 
 
 TEACHER_LOGITS = "teacher_logits"
+# The key of the teacher variables that holds config.guidance.feature_norm's divisors, {j: scale}: beside
+# the teacher's own collections, so that they are an argument of the step like the teacher's params (not
+# constants compiled into it) and reach the cached and the uncached step alike.
+FEATURE_SCALES = "feature_scales"
+
+
+def teacher_feature_scales(teacher_variables: Variables | None) -> dict[int, jax.Array]:
+    """The divisors that `sal_jax.teacher_cache.with_feature_scales` put into the teacher variables."""
+    if teacher_variables is None or FEATURE_SCALES not in teacher_variables:
+        raise ConfigError(f"config.guidance.feature_norm: the teacher variables have no {FEATURE_SCALES!r}; "
+                          f"add them with sal_jax.teacher_cache.with_feature_scales (train_level does)")
+    return teacher_variables[FEATURE_SCALES]
 
 
 def teacher_feature_key(j: int) -> str:
@@ -114,7 +132,8 @@ def teacher_outputs(guidance: Guidance, teacher_variables: Variables | None, bat
     teacher cache put them there (sal_jax.teacher_cache), else computed in inference mode."""
     if TEACHER_LOGITS in batch:
         return batch[TEACHER_LOGITS], {j: batch[teacher_feature_key(j)] for j in guidance.alignment}
-    (logits, features), _ = apply_level(guidance.teacher, teacher_variables, batch["x"], train=False)
+    module_variables = {k: v for k, v in teacher_variables.items() if k != FEATURE_SCALES}  # not the module's
+    (logits, features), _ = apply_level(guidance.teacher, module_variables, batch["x"], train=False)
     return logits, {j: features[j - 1] for j in guidance.alignment}
 
 

@@ -15,7 +15,7 @@ from sal_jax.errors import ConfigError, is_integer, is_number
 from sal_jax.guidance import SCHEDULES
 from sal_jax.levels import abstract_level, num_params
 from sal_jax.models import CNN, MLP, RNN
-from sal_jax.losses import DISTANCES, align_layers, parse_layer_map
+from sal_jax.losses import DISTANCES, FEATURE_NORMS, LAYER_REDUCTIONS, align_layers, parse_layer_map
 from sal_jax.optimizers import OPTIMIZERS
 
 
@@ -118,6 +118,10 @@ def _validate_guidance(guidance: ml_collections.ConfigDict, feature_counts: Sequ
         raise ConfigError(f"config.guidance.distance: unknown {guidance.distance!r}; choose from {list(DISTANCES)}")
     if guidance.schedule not in SCHEDULES:
         raise ConfigError(f"config.guidance.schedule: unknown {guidance.schedule!r}; choose from {list(SCHEDULES)}")
+    for field, choices in (("layer_reduction", LAYER_REDUCTIONS), ("feature_norm", FEATURE_NORMS)):
+        value = guidance.get(field, choices[0])  # a config made before the field existed: its default
+        if value not in choices:
+            raise ConfigError(f"config.guidance.{field}: unknown {value!r}; choose from {list(choices)}")
     if not is_number(guidance.temperature) or guidance.temperature <= 0:
         raise ConfigError(f"config.guidance.temperature: must be a positive number, got {guidance.temperature!r}")
     for field in ("hidden_weight", "output_weight"):

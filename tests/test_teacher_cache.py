@@ -40,9 +40,13 @@ def test_cached_and_uncached_mlp_losses_agree(data, config):
     assert_same_training(*guided_pair(data, config, teacher, student))
 
 
-def test_cached_and_uncached_cnn_with_batchnorm_and_projections_agree(config):
+@pytest.mark.parametrize("feature_norm", ["none", "unit_rms"])
+def test_cached_and_uncached_cnn_with_batchnorm_and_projections_agree(config, feature_norm):
+    """...with the teacher's per-channel RMS dividing both features too (read from the cache, or from a
+    pass of the teacher without one)."""
     images = load_digits_dataset(flatten=False)
     config.train.epochs, config.train.batch_size = 2, 128
+    config.guidance.feature_norm = feature_norm
     assert_same_training(*guided_pair(images, config, CNN((4,), 10), CNN((4, 8), 10)))
 
 

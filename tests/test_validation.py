@@ -54,6 +54,9 @@ def test_batch_larger_than_the_dataset(data, config):
 @pytest.mark.parametrize("field, value, pattern", [
     ("distance", "l1", r"config.guidance.distance: unknown 'l1'"),
     ("schedule", "cosine", r"config.guidance.schedule: unknown 'cosine'"),
+    ("layer_reduction", "max", r"config.guidance.layer_reduction: unknown 'max'; choose from \['sum', 'mean'\]$"),
+    ("feature_norm", "batch", r"config.guidance.feature_norm: unknown 'batch'; "
+                              r"choose from \['none', 'unit_rms', 'layer_rms'\]$"),
     ("temperature", 0.0, r"config.guidance.temperature: must be a positive number"),
     ("hidden_weight", -1.0, r"config.guidance.hidden_weight: must be a number >= 0"),
     ("layer_map", "1:1,4:3", r"config.guidance.layer_map: teacher layer 4 does not exist"),
