@@ -94,6 +94,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.sweep = ml_collections.ConfigDict()
     config.sweep.per_class = ()        # e.g. (10, 100, 0): one cell per size (0 = the full training set)
     config.sweep.epochs = ()           # epochs per level in each cell (small subsets need more epochs)
+    # ...and over any config keys (sal_jax/sweep.py): each point runs at every size, with the same seeds.
+    config.sweep.grid = ()             # (("dotted.key", (value, ...)), ...): every combination of the values
+    config.sweep.points = ()           # ((("dotted.key", value), ...), ...): points listed one by one
     config.ablations = False           # also run SAL hidden-only (λ_o = 0) and output-only (λ_h = 0)
     config.quick = False               # apply `quick_overrides`: a smoke-test-sized version of the config
     config.quick_overrides = ()        # (("dotted.key", value), ...), set by each experiment config

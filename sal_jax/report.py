@@ -13,7 +13,9 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
+from sal_jax import stats
 from sal_jax.ladder import LadderResult, LevelRun
+from sal_jax.sweep import point_label, point_tag
 
 Record = dict[str, Any]
 BASELINES = {"plain_epoch_matched": "plain, epoch-matched", "plain_time_matched": "plain, time-matched"}
@@ -153,7 +155,7 @@ def summary_table(cells: Sequence[Record]) -> str:
     any_diverged = False
     for cell in cells:
         by_name = dict(method_rows(cell["runs"]))
-        size = f"{cell['dataset']['train']:,}" + (f" ({cell['per_class']}/class)" if cell["per_class"] else " (full)")
+        size = cell_name(cell)
         marks = [diverged_mark(by_name[n]) for n in names]
         any_diverged |= any(marks)
         lines.append(f"| {size} | " + " | ".join(
@@ -164,8 +166,40 @@ def summary_table(cells: Sequence[Record]) -> str:
 
 
 def cell_tag(cell: Record) -> str:
-    """The suffix of a cell's plot files: 'full', or 'pc<N>' for N training examples per class."""
-    return f"pc{cell['per_class']}" if cell["per_class"] else "full"
+    """A cell's name in files and folders: 'full', or 'pc<N>' for N training examples per class, then its
+    sweep point's tag if any ('pc100_hidden_weight0.1')."""
+    size = f"pc{cell['per_class']}" if cell["per_class"] else "full"
+    return "_".join(filter(None, [size, point_tag(cell.get("point", {}))]))
+
+
+def cell_name(cell: Record) -> str:
+    """'1,000 (100/class)', '1,257 (full)', then the sweep point if any: '1,000 (100/class), hidden_weight=0.1'."""
+    size = f"{cell['dataset']['train']:,}" + (f" ({cell['per_class']}/class)" if cell["per_class"] else " (full)")
+    return ", ".join(filter(None, [size, point_label(cell.get("point", {}))]))
+
+
+def _number(value: float, spec: str) -> str:
+    return "—" if np.isnan(value) else format(value, spec)  # NaN: undefined (one seed; d_z when sd = 0)
+
+
+def paired_table(cells: Sequence[Record]) -> str:
+    """SAL's bottom level minus each plain baseline, last-epoch test accuracy (points), paired per seed:
+    mean, 95% CI, Cohen's d_z, the paired t-test's p Holm-adjusted over every comparison of the table,
+    and the verdict (sal_jax.stats)."""
+    rows = []
+    for cell in cells:
+        by_name = dict(method_rows(cell["runs"]))
+        sal = next(runs for name, runs in by_name.items() if name.endswith("(bottom)"))
+        for baseline in (label for label in BASELINES.values() if label in by_name):
+            diff = [100 * (a["final_test_accuracy"] - b["final_test_accuracy"]) for a, b in zip(sal, by_name[baseline])]
+            rows.append((cell_name(cell), baseline, stats.paired_summary(diff)))
+    adjusted = stats.holm([summary.p for *_, summary in rows])
+    lines = ["| cell | SAL bottom minus | seeds | mean | 95% CI | d_z | p (Holm) | verdict |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for (name, baseline, s), p in zip(rows, adjusted):
+        lines.append(f"| {name} | {baseline} | {s.n} | {s.mean:+.2f} | [{s.ci_low:+.2f}, {s.ci_high:+.2f}] | "
+                     f"{_number(s.d_z, '+.2f')} | {_number(p, '.3g')} | {stats.verdict(s, p)} |")
+    return "\n".join(lines)
 
 
 def write_report(results: Record, workdir: str) -> str:
@@ -174,10 +208,12 @@ def write_report(results: Record, workdir: str) -> str:
     markdown. (results.json is written by sal_jax.train.)"""
     cells = results["cells"]
     parts = ["## Summary: bottom model, test accuracy at the last epoch (%), mean ± std over seeds", "",
-             summary_table(cells)]
+             summary_table(cells), "", "## SAL against plain, paired per seed (accuracy points)", "",
+             paired_table(cells)]
     for cell in cells:
         tag = cell_tag(cell)
-        title = f"{cell['dataset']['name']}, {cell['dataset']['train']:,} training examples"
+        title = f"{cell['dataset']['name']}, {cell['dataset']['train']:,} training examples" + "".join(
+            f", {label}" for label in [point_label(cell.get("point", {}))] if label)
         parts += ["", f"## {title} ({cell['epochs']} epochs per level)", "", markdown_table(cell["runs"]), "",
                   "### Which level is best: each level, SAL against plain", "", level_table(cell["runs"]), "",
                   f"![accuracy vs time](accuracy_vs_time_{tag}.png)"]
@@ -318,7 +354,8 @@ def level_accuracy_figure(cells: Sequence[Record]) -> Figure:
         records = cell["runs"]
         accs = np.array([[r["final_test_accuracy"] for r in _last_round(rec["sal"])] for rec in records])
         levels = np.arange(1, accs.shape[1] + 1)
-        size = f"{cell['per_class']}/class" if cell["per_class"] else "full"
+        size = ", ".join(filter(None, [f"{cell['per_class']}/class" if cell["per_class"] else "full",
+                                       point_label(cell.get("point", {}))]))
         ax.errorbar(levels, accs.mean(0), yerr=accs.std(0), marker="o", capsize=3, color=f"C{i}",
                     label=f"SAL, {size}")
         for j, (key, label) in enumerate(BASELINES.items()):

@@ -16,6 +16,7 @@ from sal_jax.errors import ConfigError, is_integer
 from sal_jax.ladder import train_ladder
 from sal_jax.models import make_ladder
 from sal_jax import report
+from sal_jax.sweep import apply_point, sweep_points
 from sal_jax.validation import check_workdir, validate_run
 
 ABLATIONS = {"hidden_only": {"output_weight": 0.0}, "output_only": {"hidden_weight": 0.0}}
@@ -78,7 +79,9 @@ def run_seed(levels, data, config: ml_collections.ConfigDict, progress: bool,
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress: bool = True) -> dict[str, Any]:
-    """Every cell of the sweep, `config.num_seeds` seeds each (config.seed, config.seed + 1, ...).
+    """Every cell of the sweep, `config.num_seeds` seeds each (config.seed, config.seed + 1, ...): a cell
+    is a training-set size (config.sweep.per_class) at a point of config.sweep.grid / .points
+    (sal_jax.sweep), named by `report.cell_tag`.
 
     All data is loaded and every cell's config checked before the first training step. With
     config.checkpoint.enabled, every ladder run is checkpointed under workdir/checkpoints/<cell>/seed_<s>/
@@ -91,24 +94,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     apply_determinism(config.deterministic)  # before loading data or building levels touches a device
     if not is_integer(config.num_seeds) or config.num_seeds < 1:
         raise ConfigError(f"config.num_seeds: must be a positive integer, got {config.num_seeds!r}")
-    cells = []
+    cells, datasets = [], {}
     for per_class, epochs in sweep_cells(config):
-        cell_config = with_values(config, data={"per_class": per_class}, train={"epochs": epochs})
-        data = load_dataset(cell_config.data, config.model.family)
-        levels = make_ladder(config.model, data.num_classes, data.vocab_size)
-        validate_run(levels, data, cell_config)
-        cells.append((per_class, cell_config, data, levels))
+        for point in sweep_points(config):
+            cell_config = apply_point(with_values(config, data={"per_class": per_class}, train={"epochs": epochs}),
+                                      point)
+            key = json.dumps([cell_config.data.to_dict(), cell_config.model.family], sort_keys=True)
+            if key not in datasets:  # points that leave the data alone share one copy
+                datasets[key] = load_dataset(cell_config.data, cell_config.model.family)
+            data = datasets[key]
+            levels = make_ladder(cell_config.model, data.num_classes, data.vocab_size)
+            validate_run(levels, data, cell_config)
+            cells.append(({"per_class": per_class, "point": point, "epochs": cell_config.train.epochs,
+                           "dataset": {"name": data.name, "train": len(data.x_train), "test": len(data.x_test)}},
+                          cell_config, data, levels))
 
     start, results = time.perf_counter(), {"config": config.to_dict(), "cells": []}
-    for per_class, cell_config, data, levels in cells:
-        cell = f"pc{per_class}" if per_class else "full"
-        checkpoint_dir = os.path.join(workdir, "checkpoints", cell) if config.checkpoint.enabled else None
-        log_dir = os.path.join(workdir, "tensorboard", cell) if config.tensorboard else None
+    for cell, cell_config, data, levels in cells:
+        tag = report.cell_tag(cell)
+        checkpoint_dir = os.path.join(workdir, "checkpoints", tag) if config.checkpoint.enabled else None
+        log_dir = os.path.join(workdir, "tensorboard", tag) if config.tensorboard else None
         records = [run_seed(levels, data, with_values(cell_config, seed=seed), progress, checkpoint_dir, log_dir)
                    for seed in range(config.seed, config.seed + config.num_seeds)]
-        results["cells"].append({"per_class": per_class, "epochs": cell_config.train.epochs,
-                                 "dataset": {"name": data.name, "train": len(data.x_train), "test": len(data.x_test)},
-                                 "runs": records})
+        results["cells"].append({**cell, "runs": records})
     results["wall_time"] = time.perf_counter() - start
     if jax.process_index() > 0:  # several processes share one workdir (and agree on the results): one writes
         return {**results, "table": ""}
