@@ -31,7 +31,7 @@ from sal_jax.errors import ConfigError, first_line
 # resumption. (A sweep cell's own size and epochs are copied into data.per_class / train.epochs.)
 # parallel.*: the mesh changes results only by float rounding, and resuming on another topology is the point.
 RESULT_NEUTRAL = ("checkpoint.", "num_seeds", "quick", "sweep.", "ablations", "parallel.", "train.steps_per_call",
-                  "tensorboard")
+                  "tensorboard", "guidance.gradient_diagnostics")
 ARRAY_ITEMS = ("finished", "state", "sums")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a scheduler's preemption, and Ctrl-C
 

@@ -159,19 +159,33 @@ def compile_ahead(chunk: Callable, split: SplitBatches, state: TrainState, teach
 
 @dataclasses.dataclass(frozen=True)
 class LevelPrograms:
-    """A level's compiled training and evaluation calls, and the zeros their metric sums start from."""
+    """A level's compiled training and evaluation calls, and the zeros their metric sums start from;
+    and, when asked for, its gradient diagnostics on one batch (see `make_batch_program`)."""
 
     train: TrainChunk
     evaluate: EvalChunk
     train_zeros: Metrics
     eval_zeros: Metrics
+    diagnose: Callable[..., Metrics] | None = None
+
+
+def make_batch_program(fn: Callable[..., Metrics], split: SplitBatches, shardings: StepShardings
+                       ) -> Callable[..., Metrics]:
+    """jit(program(state, teacher_variables, source, plan, offset) -> fn's metrics) on plan row `offset`."""
+    def program(state, teacher_variables, source, plan, offset):
+        return fn(state, teacher_variables, _batch(split, shardings, source, plan, offset))
+
+    return jax.jit(program, in_shardings=_shardings(split, shardings, scalars=1)[:-1],
+                   out_shardings=shardings.replicated)
 
 
 def compile_level(train_step: Step, eval_step: Callable[..., Metrics], train_split: SplitBatches,
                   test_split: SplitBatches, shardings: StepShardings, state: TrainState,
-                  teacher_variables: Variables | None) -> tuple[LevelPrograms, TrainState]:
+                  teacher_variables: Variables | None, diagnose: Callable[..., Metrics] | None = None
+                  ) -> tuple[LevelPrograms, TrainState]:
     """Traces and compiles a level's calls before its first step; returns them and the state (as the
-    zero-step compiling call returns it: the same values)."""
+    zero-step compiling call returns it: the same values). With `diagnose` (a batch's gradient
+    diagnostics, sal_jax.step), its program too."""
     train_jaxpr, train_outputs = trace_step(train_step, train_split, state, teacher_variables)
     _, eval_outputs = trace_step(eval_step, test_split, state, teacher_variables)
     programs = LevelPrograms(
@@ -180,6 +194,11 @@ def compile_level(train_step: Step, eval_step: Callable[..., Metrics], train_spl
         zero_sums(train_outputs[1], shardings), zero_sums(eval_outputs, shardings))  # train: (state, metrics)
     state, _, _ = compile_ahead(programs.train, train_split, state, teacher_variables, programs.train_zeros)
     jax.block_until_ready(compile_ahead(programs.evaluate, test_split, state, teacher_variables, programs.eval_zeros))
+    if diagnose is not None:
+        plan, offset = train_split.plan(None, 0, 1)
+        program = make_batch_program(diagnose, train_split, shardings)
+        programs = dataclasses.replace(programs, diagnose=program.lower(
+            state, teacher_variables, train_split.source, plan, offset).compile())
     return programs, state
 
 

@@ -55,6 +55,10 @@ def default_config() -> ml_collections.ConfigDict:
     config.guidance.schedule = "constant"  # constant | linear_decay (λ -> 0 over the level's training)
     config.guidance.cache_teacher = True   # without augmentation, compute the teacher's outputs once per level
     config.guidance.layer_map = ""         # "" = relative depth; or "teacher:student,..." 1-based, e.g. "1:2,2:4"
+    # Each epoch, on one batch: each term's gradient norm and the cosine between the CE's and the guidance's
+    # gradients (history "diag_*", TensorBoard "diagnostics/"): which term drives training. Three backward
+    # passes an epoch, off the training clock; changes no result.
+    config.guidance.gradient_diagnostics = False
     # The hidden term over the matched layers: sum (grows with the teacher's depth) | mean (sum / pairs)
     config.guidance.layer_reduction = "sum"
     # Both features of a pair divided by the teacher's RMS over the training set, before D: none |

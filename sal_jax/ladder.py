@@ -28,7 +28,8 @@ from sal_jax.errors import TrainingDiverged
 from sal_jax.guidance import make_guidance
 from sal_jax.levels import Variables
 from sal_jax.optimizers import make_optimizer
-from sal_jax.step import TrainState, eval_step_fn, init_state, level_variables, train_step_fn
+from sal_jax.step import (TrainState, eval_step_fn, gradient_diagnostics_fn, init_state, level_variables,
+                          train_step_fn)
 from sal_jax.teacher_cache import compile_teacher_forward, teacher_cache, with_feature_scales
 from sal_jax.validation import validate_run
 
@@ -194,8 +195,10 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     prog.train_time += time.perf_counter() - setup_start  # the cache and the copies: this level's cost
 
     compile_start = time.perf_counter()
+    diagnose = (gradient_diagnostics_fn(student, guidance)
+                 if guidance is not None and guidance.active and config.guidance.get("gradient_diagnostics") else None)
     programs, state = chunks.compile_level(train_step, eval_step, train_split, test_split, shardings, state,
-                                           teacher_variables)
+                                           teacher_variables, diagnose)
     compile_time += time.perf_counter() - compile_start
     sizer = chunks.ChunkSizer(train.steps_per_call)
 
@@ -241,6 +244,11 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
             sums = jax.device_get(prog.sums)  # one host sync per epoch
             row = {"epoch": prog.epoch + 1, "train_time": prog.train_time}
             row.update({f"train_{k}": float(v) / prog.step_in_epoch for k, v in sums.items()})
+            if programs.diagnose is not None:  # on the epoch's first batch, with the epoch's final weights
+                plan, offset = train_split.plan(order, 0, 1)
+                diagnostics = jax.device_get(programs.diagnose(state, teacher_variables, train_split.source, plan,
+                                                               offset))
+                row.update({f"diag_{k}": float(v) for k, v in diagnostics.items()})
             prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None
             if finished() or prog.epoch % train.eval_every == 0:
                 test = chunks.evaluate(programs.evaluate, programs.eval_zeros, state, teacher_variables, test_split)

@@ -142,6 +142,37 @@ def layer_grad_norms(grads: Any) -> Metrics:
     return {f"grad_norm/{name}": optax.tree.norm(g) for name, g in grads["model"].items()}
 
 
+def gradient_diagnostics_fn(student: nn.Module, guidance: Guidance) -> Callable[..., Metrics]:
+    """diagnose(state, teacher_variables, batch) -> which term drives training, on one batch: the gradient
+    norm of each term of the loss as weighted at the state's step (grad_norm_ce, grad_norm_hidden = |∇ λ_h H|,
+    grad_norm_output = |∇ λ_o O|) and the cosine between the CE's gradient and the guidance's (the sum of
+    the weighted guidance terms), over the level's own parameters (not the projections), in training mode.
+    Nothing is updated: three backward passes, for config.guidance.gradient_diagnostics once an epoch."""
+
+    def weighted_terms(params: Any, state: TrainState, teacher_variables: Variables | None, batch: Batch):
+        _, (metrics, _) = loss_terms(student, guidance, params, state.batch_stats, teacher_variables, batch,
+                                     state.step, True)
+        terms = {"ce": metrics["ce"]}
+        if "hidden" in metrics:
+            terms["hidden"] = guidance.hidden_weight(state.step) * metrics["hidden"]
+        if "output" in metrics:
+            terms["output"] = guidance.output_weight(state.step) * metrics["output"]
+        return terms
+
+    def diagnose(state: TrainState, teacher_variables: Variables | None, batch: Batch) -> Metrics:
+        grads = {term: g["model"] for term, g in
+                 jax.jacrev(weighted_terms)(state.params, state, teacher_variables, batch).items()}
+        out = {f"grad_norm_{term}": optax.tree.norm(g) for term, g in grads.items()}
+        guiding = [g for term, g in grads.items() if term != "ce"]
+        if guiding:
+            total = jax.tree.map(lambda *leaves: sum(leaves), *guiding)
+            dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(grads["ce"]), jax.tree.leaves(total)))
+            out["grad_cos_ce_guidance"] = dot / jnp.maximum(optax.tree.norm(grads["ce"]) * optax.tree.norm(total),
+                                                            jnp.finfo(jnp.float32).tiny)
+        return out
+    return diagnose
+
+
 Augment = Callable[[jax.Array, jax.Array], jax.Array]  # (inputs, key) -> augmented inputs
 
 

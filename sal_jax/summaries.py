@@ -10,6 +10,8 @@ checkpoint and at the end. Tags:
   test/<metric>      each evaluation (accuracy, loss and its terms)
   grad_norm/<layer>  each epoch's mean gradient norm per layer
   time/train_seconds the level's training time so far, each epoch
+  diagnostics/<name> with config.guidance.gradient_diagnostics, each epoch: each loss term's gradient norm
+                     and the cosine between the CE's and the guidance's gradients
 plus the config as text and as hparams, with the level's final and best test accuracy.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import hparams, text
 
-EPOCH_TAGS = {"train_grad_norm/": "grad_norm/", "test_": "test/"}
+EPOCH_TAGS = {"train_grad_norm/": "grad_norm/", "test_": "test/", "diag_": "diagnostics/"}
 FLUSH_SECONDS = 10.0  # how stale a live view may get
 
 

@@ -254,3 +254,18 @@ def test_every_level_trained_plain_too(data, config):
     record = ladder_record(result, config.seed)
     assert sorted(record["plain_levels"]) == ["1", "2"] and sorted(record["plain_levels"]["1"]) == sorted(
         ["plain_epoch_matched", "plain_time_matched"])
+
+
+def test_gradient_diagnostics_change_no_result(data, config):
+    """config.guidance.gradient_diagnostics adds each guided epoch's diag_* row entries and nothing else:
+    the ladder's levels are bit-identical to the run without (the unguided top level gets none)."""
+    levels = make_ladder(config.model, data.num_classes)
+    config.baselines.time_matched = False
+    plain = train_ladder(levels, data, config)
+    config.guidance.gradient_diagnostics = True
+    diagnosed = train_ladder(levels, data, config)
+    chex.assert_trees_all_equal(diagnosed.levels, plain.levels)
+    assert not any(k.startswith("diag_") for k in diagnosed.sal[0].history[-1])
+    for run in diagnosed.sal[1:]:
+        assert {k for k in run.history[0] if k.startswith("diag_")} == {
+            "diag_grad_norm_ce", "diag_grad_norm_hidden", "diag_grad_norm_output", "diag_grad_cos_ce_guidance"}

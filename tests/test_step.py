@@ -198,3 +198,35 @@ def test_a_batch_without_a_needed_key_is_named_at_trace_time(mlp_batch, missing)
             call()
         # the message itself (JAX may attach a note about its filtered traceback frames, as a PEP 678 note)
         assert re.fullmatch(expected, str(info.value)), str(info.value)
+
+
+def test_gradient_diagnostics_are_each_weighted_terms_gradient(mlp_batch):
+    """Against gradients taken one term at a time (λ_h = 2, λ_o = 0.5): each norm, and the cosine between
+    the CE's gradient and the sum of the guidance terms'; the three add up to the loss's gradient."""
+    from sal_jax.step import gradient_diagnostics_fn
+
+    student = MLP(2, 6, 3, "tanh")
+    guidance, teacher_vars = teacher_and_student(mlp_batch, student=student, hidden_weight=2.0, output_weight=0.5)
+    state = init_state(student, optax.sgd(0.1), jax.random.key(0), mlp_batch["x"], guidance)
+
+    def grad_of(pick):
+        def f(params):
+            loss, (metrics, _) = loss_terms(student, guidance, params, state.batch_stats, teacher_vars, mlp_batch,
+                                            state.step, True)
+            return pick(loss, metrics)
+        return jax.grad(f)(state.params)["model"]
+
+    g_ce = grad_of(lambda loss, m: m["ce"])
+    g_hidden = grad_of(lambda loss, m: 2.0 * m["hidden"])
+    g_output = grad_of(lambda loss, m: 0.5 * m["output"])
+    g_loss = grad_of(lambda loss, m: loss)
+    flat = lambda g: jnp.concatenate([leaf.ravel() for leaf in jax.tree.leaves(g)])
+    guiding = flat(g_hidden) + flat(g_output)
+    cosine = jnp.dot(flat(g_ce), guiding) / (jnp.linalg.norm(flat(g_ce)) * jnp.linalg.norm(guiding))
+    out = jax.jit(gradient_diagnostics_fn(student, guidance))(state, teacher_vars, mlp_batch)
+    np.testing.assert_allclose(out["grad_norm_ce"], jnp.linalg.norm(flat(g_ce)), rtol=MATMUL_RTOL)
+    np.testing.assert_allclose(out["grad_norm_hidden"], jnp.linalg.norm(flat(g_hidden)), rtol=MATMUL_RTOL)
+    np.testing.assert_allclose(out["grad_norm_output"], jnp.linalg.norm(flat(g_output)), rtol=MATMUL_RTOL)
+    np.testing.assert_allclose(out["grad_cos_ce_guidance"], cosine, rtol=MATMUL_RTOL, atol=1e-6)
+    np.testing.assert_allclose(flat(g_ce) + guiding, flat(g_loss), rtol=1e-4, atol=1e-6)
+    assert -1.0 <= float(out["grad_cos_ce_guidance"]) <= 1.0

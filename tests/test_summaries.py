@@ -38,6 +38,7 @@ def test_events_match_results_json(tmp_path):
     config = digits_mlp.get_config()
     config.model.levels, config.model.width = (1, 2), 16
     config.train.epochs, config.num_seeds, config.train.steps_per_call = 2, 1, 5
+    config.guidance.gradient_diagnostics = True
     train_and_evaluate(config, str(tmp_path), progress=False)
     (seed,) = json.loads((tmp_path / "results.json").read_text())["cells"][0]["runs"]
     runs = tmp_path / "tensorboard" / "full" / "seed_0" / "sal"
@@ -75,6 +76,10 @@ def test_events_match_results_json(tmp_path):
         if guided:  # the weights in force: constant 1.0 in this config
             for tag in ("train/lambda_hidden", "train/lambda_output"):
                 np.testing.assert_array_equal(scalars(events, tag)[1], 1.0)
+        diagnostics = sorted(k for k in history[0] if k.startswith("diag_"))
+        assert len(diagnostics) == (4 if guided else 0)
+        for key in diagnostics:  # each epoch, on one batch
+            np.testing.assert_array_equal(scalars(events, f"diagnostics/{key[5:]}")[1], f32([r[key] for r in history]))
         # the config, as text and as hparams with the level's final accuracy
         assert "learning_rate: 0.001" in events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
         start_info = plugin_data_pb2.HParamsPluginData.FromString(
