@@ -148,7 +148,7 @@ def summary_lines(found: list[tuple[str, list[Claim]]], missing: list[str]) -> l
              f"Computed from the claim tables below: {len(every)} claims \"SAL's bottom model beats the plain "
              "one\" (epoch- or time-matched), one per experiment, training-set size and baseline, each judged on "
              "the paired per-seed differences SAL − plain in last-epoch test accuracy "
-             f"({'/'.join(map(str, seeds))} seeds each): mean difference in points and its 95% CI; significance by "
+             f"({' or '.join(map(str, seeds))} seeds each, per experiment below): mean difference in points and its 95% CI; significance by "
              "the p-value Holm-adjusted across the claims of the experiment's table.", ""]
     for title, match in groups.values():
         chosen = [(name, [c for c in cl if match(c.verdict)]) for name, cl in found]
@@ -196,9 +196,9 @@ def headline_rows(title: str, results: dict[str, Any], cl: list[Claim]) -> list[
 def main(results_dir: str = "experiments/results", out: str = "experiments/RESULTS.md") -> None:
     intro = ["## How the results were produced and judged", "",
              "Every number below comes from the runs in `experiments/results/<name>/results.json`, produced by",
-             "the command shown (see each config's docstring for its run time). All runs: 2-core CPU machine,",
-             "each experiment pinned to one core (`taskset -c 0` or `-c 1`), float32. `last` = test accuracy",
-             "at the last epoch (the headline), `best` = the best evaluated epoch (optimistic: chosen on test).", "",
+             "the command shown (see each config's docstring for its run time), on a 2-core CPU machine, float32.",
+             "`last` = test accuracy at the last epoch (the headline), `best` = the best evaluated epoch",
+             "(optimistic: chosen on test).", "",
              "Verdicts are computed by `experiments/make_results.py` with `sal_jax/stats.py`; they are not edited.",
              "A claim is \"SAL's bottom model beats a plain baseline\" in one training-set size. SAL and each plain",
              "baseline of a seed share initial weights and batch order, so the claim is judged on the per-seed",
@@ -211,17 +211,19 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
              "the seed-to-seed spread of one method here; `sal_jax.stats.PRACTICAL_THRESHOLD` says why), and",
              "**inconclusive (CI from a to b)** when the CI is wider: the runs can neither show nor exclude a",
              "relevant difference. The CIs are per claim (not widened for the Holm correction).", "",
-             "Caveats: the MNIST, TREC and CARER runs predate the teacher-feature cache; add",
-             "`--config.guidance.cache_teacher=False` to reproduce them exactly (the cache changes speed, which",
-             "matters for the time-matched baseline, and float rounding only). CIFAR-10 was rerun after the",
-             "CNN's faster max-pool and the projection's new order (issue #6): same accuracies to within 1 point,",
-             "4x shorter training times than its first run (in git history). All runs predate",
-             "`keep_freed_host_memory` (the `sal-jax` command now calls it; BENCHMARKS.md): the benchmark's",
-             "CNN and GRU steps are 1.4-1.8x faster with it, for SAL and the baselines alike; accuracies are",
-             "unchanged except where a time budget buys more steps (the time-matched baseline). The CIFAR-10",
+             "Which code made which run. **Today's code, 8 seeds** (commit d83d9ee, 2026-11-26; the two runs",
+             "in parallel on the 2 cores, beside the test suite): the MNIST MLP data-scarce sweep and TREC. Their",
+             "training time excludes compilation (issue #11), so the time-matched baseline's budget is SAL's",
+             "training calls and setup only, and its runs train about 3x SAL's bottom-level steps (in the",
+             "older runs, whose budget held every level's compilation, 2-10x). **Older code, 3 seeds**: MNIST",
+             "deep sigmoid, CIFAR-10 and CARER. They predate the teacher-feature cache (MNIST deep, CARER) and",
+             "`keep_freed_host_memory` (all three: the CNN and GRU steps are 1.4-1.8x faster with it, for SAL",
+             "and the baselines alike; accuracies change only where a time budget buys more steps); CIFAR-10",
+             "was rerun after issue #6's max-pool and projection order (accuracies within 1 point). In those",
+             "runs a `train time` counts",
+             "compilation (one per level for SAL, one for a plain run) and excludes evaluation. The CIFAR-10",
              "copy here is a JPEG re-encoding. CARER uses 80 and 300 examples per class (the full set is too",
-             "slow for one CPU core). A run's `train time` counts",
-             "compilation (one per level for SAL, one for a plain run) and excludes evaluation.", ""]
+             "slow for one CPU core).", ""]
     headline_body, sections, found, missing, seeds = [], [], [], [], set()
     for folder, title, command in EXPERIMENTS:
         path = os.path.join(results_dir, folder, "results.json")
@@ -244,7 +246,7 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
                   "**Verdicts**: SAL − plain, bottom model, last-epoch test accuracy, paired over seeds; p "
                   "Holm-adjusted across this table's rows.", "", *verdict_lines(results, cl), "", md]
     headline = [f"## Headline: bottom model, last-epoch test accuracy (%), mean ± std over "
-                f"{'/'.join(map(str, sorted(seeds)))} seeds", "",
+                f"{' or '.join(map(str, sorted(seeds)))} seeds (per experiment: its table)", "",
                 "| experiment | training set | SAL | plain, epoch-matched | plain, time-matched "
                 "| SAL > epoch-matched? | SAL > time-matched? |", "|" + " --- |" * 7, *headline_body]
     if any(c.significant_unadjusted_only for _, cl in found for c in cl):

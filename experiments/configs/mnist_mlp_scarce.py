@@ -1,13 +1,14 @@
 """Experiment 1 — MNIST, MLP depth ladder (1, 2, 4, 8 hidden layers of 128, ReLU), data-scarce sweep.
 
 SAL vs plain (epoch- and time-matched) and the hidden-only / output-only ablations, at 10, 50, 100 and
-500 training examples per class and on the full training set; 3 seeds; test on all 10,000 test digits.
+500 training examples per class and on the full training set; 8 seeds; test on all 10,000 test digits.
 
 Command:
     sal-jax --config=experiments/configs/mnist_mlp_scarce.py --workdir=experiments/results/mnist_mlp_scarce
 Data: TFDS `mnist` under $TFDS_DATA_DIR or --config.data.data_dir (../shared/tensorflow_datasets here).
-Run time on 2 CPU cores: about 18 minutes (one used), measured with an earlier version (commit e2da9f0; the
-wall_time in experiments/results/mnist_mlp_scarce/results.json), not since. `--config.quick=True`: one small
+Run time on 2 CPU cores: 24 minutes for 8 seeds (1414 s, the wall_time in
+experiments/results/mnist_mlp_scarce/results.json; commit d83d9ee, 2026-11-26, sharing the cores with
+another run and the test suite: an upper bound). `--config.quick=True`: one small
 cell, 40 s measured 2026-11-26 on a 2-core CPU shared with other jobs (an upper bound).
 """
 from sal_jax.config import default_config
@@ -16,7 +17,7 @@ from sal_jax.config import default_config
 def get_config():
     config = default_config()
     config.data.name = "mnist"
-    config.num_seeds = 3
+    config.num_seeds = 8
     config.ablations = True
     config.model.family = "mlp"
     config.model.levels = (1, 2, 4, 8)

@@ -1,6 +1,6 @@
 """Experiment 4 — TREC (6 coarse classes) with a GRU ladder (1, 2, 3 stacked layers of 64 units).
 
-SAL vs plain (epoch- and time-matched) and both ablations, 3 seeds, on the full training set (5,452
+SAL vs plain (epoch- and time-matched) and both ablations, 8 seeds, on the full training set (5,452
 questions) and on 80 per class (TREC's rarest class has 86). CARER emotion: emotion_gru.py.
 
 Command:
@@ -8,8 +8,9 @@ Command:
         --workdir=experiments/results/trec_gru
 --config.data.data_dir: the folder holding trec/ and emotion/ (README, "Datasets"); ../shared/datasets is
 this project's.
-Run time on 2 CPU cores: about 8 minutes (one used), measured with an earlier version (commit e2da9f0; the
-wall_time in experiments/results/trec_gru/results.json), not since. `--config.quick=True`: 58 s measured
+Run time on 2 CPU cores: 21 minutes for 8 seeds (1271 s, the wall_time in
+experiments/results/trec_gru/results.json; commit d83d9ee, 2026-11-26, sharing the cores with another run
+and the test suite: an upper bound). `--config.quick=True`: 58 s measured
 2026-11-26 on a 2-core CPU shared with other jobs (an upper bound).
 """
 from sal_jax.config import default_config
@@ -19,7 +20,7 @@ def get_config():
     config = default_config()
     config.data.name = "trec"
     config.data.max_len = 32
-    config.num_seeds = 3
+    config.num_seeds = 8
     config.ablations = True
     config.model.family = "rnn"
     config.model.levels = (1, 2, 3)
