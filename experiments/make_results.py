@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from sal_jax import report, stats  # noqa: E402
+from sal_jax.sweep import point_label  # noqa: E402
 
 EXPERIMENTS = [  # (results folder, title, command)
     ("mnist_mlp_scarce", "1. MNIST MLP, data-scarce sweep",
@@ -39,6 +40,14 @@ EXPERIMENTS = [  # (results folder, title, command)
     ("emotion_gru", "4b. CARER emotion, GRU ladder",
      "sal-jax --config=experiments/configs/emotion_gru.py --config.data.data_dir=../shared/datasets "
      "--workdir=experiments/results/emotion_gru"),
+    ("deep_activations_16", "5a. MNIST 16-layer MLPs without normalisation: sigmoid / tanh / ReLU",
+     "sal-jax --config=experiments/configs/deep_activations.py --config.data.data_dir=../shared/tensorflow_datasets "
+     "--config.sweep.grid=\"(('model.activation', ('sigmoid', 'tanh', 'relu')), ('model.levels', ((2, 4, 8, 16),)))\" "
+     "--workdir=experiments/results/deep_activations_16"),
+    ("deep_activations_32", "5b. MNIST 32-layer MLPs without normalisation: sigmoid / tanh / ReLU (3 seeds)",
+     "sal-jax --config=experiments/configs/deep_activations.py --config.data.data_dir=../shared/tensorflow_datasets "
+     "--config.num_seeds=3 --config.sweep.grid=\"(('model.activation', ('sigmoid', 'tanh', 'relu')), "
+     "('model.levels', ((4, 8, 16, 32),)))\" --workdir=experiments/results/deep_activations_32"),
 ]
 
 
@@ -85,7 +94,9 @@ def cell_name(cell: dict[str, Any]) -> str:
 
 
 def short_cell_name(cell: dict[str, Any]) -> str:
-    return f"{cell['per_class']}/class" if cell["per_class"] else "full"
+    """'500/class' or 'full', then the cell's sweep point if any: '500/class, activation=tanh'."""
+    size = f"{cell['per_class']}/class" if cell["per_class"] else "full"
+    return ", ".join(filter(None, [size, point_label(cell.get("point", {}))]))
 
 
 def _num(x: float, fmt: str = "+.1f") -> str:
@@ -211,14 +222,15 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
              "the seed-to-seed spread of one method here; `sal_jax.stats.PRACTICAL_THRESHOLD` says why), and",
              "**inconclusive (CI from a to b)** when the CI is wider: the runs can neither show nor exclude a",
              "relevant difference. The CIs are per claim (not widened for the Holm correction).", "",
-             "Which code made which run. **Today's code, 8 seeds** (commit d83d9ee, 2026-11-26; the two runs",
-             "in parallel on the 2 cores, beside the test suite): the MNIST MLP data-scarce sweep and TREC. Their",
+             "Which code made which run. **Today's code, 8 seeds** (commit d83d9ee, 2026-11-26; two runs at a",
+             "time on the 2 cores): the MNIST MLP data-scarce sweep, TREC, CARER and the 16-layer study (5a; the",
+             "32-layer one, 5b, has 3 seeds). Their",
              "training time excludes compilation (issue #11), so the time-matched baseline's budget is SAL's",
              "training calls and setup only, and its runs train about 3x SAL's bottom-level steps (in the",
              "older runs, whose budget held every level's compilation, 2-10x). **Older code, 3 seeds**: MNIST",
-             "deep sigmoid, CIFAR-10 and CARER. They predate the teacher-feature cache (MNIST deep, CARER) and",
-             "`keep_freed_host_memory` (all three: the CNN and GRU steps are 1.4-1.8x faster with it, for SAL",
-             "and the baselines alike; accuracies change only where a time budget buys more steps); CIFAR-10",
+             "deep sigmoid and CIFAR-10. They predate the teacher-feature cache (MNIST deep) and",
+             "`keep_freed_host_memory` (both: the CNN step is 1.4-1.8x faster with it, for SAL and the",
+             "baselines alike; accuracies change only where a time budget buys more steps); CIFAR-10",
              "was rerun after issue #6's max-pool and projection order (accuracies within 1 point). In those",
              "runs a `train time` counts",
              "compilation (one per level for SAL, one for a plain run) and excludes evaluation. The CIFAR-10",

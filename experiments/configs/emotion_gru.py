@@ -1,6 +1,6 @@
 """Experiment 4b — CARER emotion (6 classes) with the GRU ladder of text_gru.py (1, 2, 3 layers of 64).
 
-SAL vs plain (epoch- and time-matched) and both ablations, 3 seeds, at 80 and 300 training tweets per
+SAL vs plain (epoch- and time-matched) and both ablations, 8 seeds, at 80 and 300 training tweets per
 class (the full 16,000 is not part of the sweep); test on all 2,000 test tweets.
 
 Command:
@@ -8,8 +8,9 @@ Command:
         --workdir=experiments/results/emotion_gru
 --config.data.data_dir: the folder holding trec/ and emotion/ (README, "Datasets"); ../shared/datasets is
 this project's.
-Run time on 2 CPU cores: about 13 minutes (one used), measured with an earlier version (commit e2da9f0;
-the wall_time in experiments/results/emotion_gru/results.json), not since. `--config.quick=True`: 48 s
+Run time on 2 CPU cores: 15 minutes for 8 seeds (900 s, the wall_time in
+experiments/results/emotion_gru/results.json; commit d83d9ee, 2026-11-26, sharing the cores with another
+run: an upper bound). `--config.quick=True`: 48 s
 measured 2026-11-26 on a 2-core CPU shared with other jobs (an upper bound).
 """
 import os
