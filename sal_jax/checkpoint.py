@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from sal_jax import parallel
-from sal_jax.config import default_config
+from sal_jax.config import default_config, flat_config
 from sal_jax.errors import ConfigError, first_line
 
 # Config keys that do not change a ladder run's results: they may differ between a run and its
@@ -78,17 +78,6 @@ class Snapshot:
     def of(cls, done: Sequence[Any], *in_progress: Any) -> "Snapshot":
         """The finished phases `done` (LevelRuns: `.record()`, `.variables`), then (state, progress, sums)."""
         return cls([run.record() for run in done], [run.variables for run in done], *in_progress)
-
-
-def flat_config(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:
-    items = config.items() if isinstance(config, dict) else config.to_dict().items()
-    flat = {}
-    for key, value in items:
-        if isinstance(value, dict):
-            flat.update(flat_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return flat
 
 
 def config_differences(saved: dict[str, Any], current: ml_collections.ConfigDict) -> list[str]:

@@ -4,6 +4,9 @@ Experiment configs under experiments/configs/ start from `default_config()` and 
 """
 from __future__ import annotations
 
+import difflib
+from typing import Any
+
 import ml_collections
 
 
@@ -105,3 +108,31 @@ def default_config() -> ml_collections.ConfigDict:
     config.quick = False               # apply `quick_overrides`: a smoke-test-sized version of the config
     config.quick_overrides = ()        # (("dotted.key", value), ...), set by each experiment config
     return config
+
+
+def flat_config(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:
+    """{"train.epochs": 20, ...}: a config's leaves by dotted key (tuples as lists, as JSON stores them)."""
+    items = config.items() if isinstance(config, dict) else config.to_dict().items()
+    flat = {}
+    for key, value in items:
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
+    """What is wrong with the key path `dotted` (e.g. "train.epochs") in `config`, or None if it exists."""
+    node, section = config, "config"
+    for part in dotted.split("."):
+        if not isinstance(node, ml_collections.ConfigDict):
+            return f"{section} is a value ({node!r}), not a section with keys"
+        if part not in node:
+            keys = sorted(node.keys())
+            close = difflib.get_close_matches(part, keys, n=3)
+            hint = (f"did you mean {' or '.join(map(repr, close))}?" if close
+                    else f"its keys are {', '.join(keys)}")
+            return f"{section} has no key {part!r}; {hint}"
+        node, section = node[part], f"{section}.{part}"
+    return None

@@ -1,7 +1,6 @@
 """Command line: `sal-jax --config=experiments/configs/digits_mlp.py [--config.key=value ...] --workdir=DIR`."""
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import os
 import re
@@ -12,6 +11,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from sal_jax.config import unknown_key
 from sal_jax.errors import ConfigError, TrainingDiverged
 from sal_jax.host_memory import keep_freed_host_memory
 
@@ -116,25 +116,9 @@ def config_problem(argv: list[str]) -> str | None:
     for arg in argv:
         match = _OVERRIDE_ARG.match(arg)
         if match:
-            problem = _unknown_key(config, match.group(2))
+            problem = unknown_key(config, match.group(2))
             if problem:
                 return f"--config.{match.group(2)}: {problem}"
-    return None
-
-
-def _unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
-    """What is wrong with the key path `dotted` (e.g. "train.epochs") in `config`, or None if it exists."""
-    node, section = config, "config"
-    for part in dotted.split("."):
-        if not isinstance(node, ml_collections.ConfigDict):
-            return f"{section} is a value ({node!r}), not a section with keys"
-        if part not in node:
-            keys = sorted(node.keys())
-            close = difflib.get_close_matches(part, keys, n=3)
-            hint = (f"did you mean {' or '.join(map(repr, close))}?" if close
-                    else f"its keys are {', '.join(keys)}")
-            return f"{section} has no key {part!r}; {hint}"
-        node, section = node[part], f"{section}.{part}"
     return None
 
 

@@ -22,11 +22,12 @@ import time
 from typing import Any, Mapping
 
 import ml_collections
-import numpy as np
 from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import hparams, text
+
+from sal_jax.config import flat_config as config_leaves
 
 EPOCH_TAGS = {"train_grad_norm/": "grad_norm/", "test_": "test/", "diag_": "diagnostics/"}
 FLUSH_SECONDS = 10.0  # how stale a live view may get
@@ -107,19 +108,5 @@ class LevelLog:
 
 def flat_config(config: ml_collections.ConfigDict) -> dict[str, bool | int | float | str]:
     """{"train.learning_rate": 0.001, ...}: what TensorBoard's hparams take (sequences as JSON text)."""
-    flat = {}
-
-    def visit(prefix: str, node: Any) -> None:
-        if isinstance(node, Mapping):
-            for key, value in node.items():
-                visit(f"{prefix}{key}.", value)
-            return
-        name = prefix[:-1]
-        if isinstance(node, (bool, int, float, str)):
-            flat[name] = node
-        elif isinstance(node, np.generic):
-            flat[name] = node.item()
-        else:
-            flat[name] = json.dumps(node, default=str)
-    visit("", config.to_dict())
-    return flat
+    return {key: value if isinstance(value, (bool, int, float, str)) else json.dumps(value, default=str)
+            for key, value in config_leaves(config).items()}

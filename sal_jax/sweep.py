@@ -10,13 +10,13 @@ SAL-minus-plain differences are paired per seed.
 """
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 from typing import Any, Sequence
 
 import ml_collections
 
+from sal_jax.config import unknown_key
 from sal_jax.errors import ConfigError
 
 Point = dict[str, Any]  # dotted config key -> value
@@ -47,18 +47,16 @@ def _pairs(value: Any, field: str) -> list[tuple[str, Any]]:
 
 
 def _check_key(config: ml_collections.ConfigDict, key: str) -> None:
-    node, path = config, "config"
-    for part in key.split("."):
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            known = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-            close = difflib.get_close_matches(part, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"config.sweep: {key!r}: {path} has no key {part!r}{hint}")
-        node, path = node[part], f"{path}.{part}"
-    if isinstance(node, ml_collections.ConfigDict):
-        raise ConfigError(f"config.sweep: {key!r} is a section, not a value")
+    problem = unknown_key(config, key)
+    if problem:
+        raise ConfigError(f"config.sweep: {key!r}: {problem}")
     if key.startswith(("sweep.", "seed", "num_seeds")):
         raise ConfigError(f"config.sweep: {key!r} cannot be swept (seeds and sizes are every point's)")
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    if isinstance(node, ml_collections.ConfigDict):
+        raise ConfigError(f"config.sweep: {key!r} is a section, not a value")
 
 
 def apply_point(config: ml_collections.ConfigDict, point: Point) -> ml_collections.ConfigDict:
