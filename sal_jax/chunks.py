@@ -167,6 +167,32 @@ class LevelPrograms:
     train_zeros: Metrics
     eval_zeros: Metrics
     diagnose: Callable[..., Metrics] | None = None
+    teacher_forward: Callable | None = None  # the teacher cache's pass (sal_jax.teacher_cache), when it has one
+
+
+class ProgramCache:
+    """Compiled levels kept for the next training of the same level: another seed, or the plain baselines
+    of a level (one program, whatever their epochs or time budget). A program depends on shapes and on
+    settings, never on values -- parameters, data, the teacher's variables and the seed are its arguments
+    -- so a reused one computes the same bits as a fresh compile of it. `key` says what it depends on
+    (sal_jax.ladder.program_key). Reuse saves a level's tracing, lowering and compiling (~0.1-1.5 s each,
+    more on a GPU; the persistent compilation cache saves only the compiling), which dominates small
+    levels' time. Hold one per dataset: entries keep their levels' programs alive.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[LevelPrograms, Any]] = {}
+
+    def get(self, key: tuple) -> LevelPrograms | None:
+        entry = self._entries.get(key)
+        return None if entry is None else entry[0]
+
+    def put(self, key: tuple, programs: LevelPrograms, keep_alive: Any) -> None:
+        """keep_alive: objects whose id() the key holds (modules): kept, so that no other object takes their id."""
+        self._entries[key] = (programs, keep_alive)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def make_batch_program(fn: Callable[..., Metrics], split: SplitBatches, shardings: StepShardings

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -126,7 +127,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                 round_: int = 1, epochs: int | None = None, teacher: tuple[nn.Module, Variables] | None = None,
                 start_from: Variables | None = None, time_budget: float | None = None, name: str = "",
                 progress: bool = False, resume: tuple[TrainState, Progress] | None = None,
-                on_chunk: ChunkHook | None = None, log: LevelLog | None = None) -> LevelRun:
+                on_chunk: ChunkHook | None = None, log: LevelLog | None = None,
+                program_cache: chunks.ProgramCache | None = None) -> LevelRun:
     """Trains `student` (level `level`, 1-based) on `data`, guided by the frozen teacher if given.
 
     teacher: the frozen level above, (module, variables) -- e.g. sal_jax.checkpoint.load_level's result.
@@ -138,6 +140,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     resume: a (state, progress) from a checkpoint; training continues exactly where it stopped.
     on_chunk: called between training calls (checkpoints, preemption).
     log: receives each call's and each epoch's metrics (e.g. sal_jax.summaries.LevelLog: TensorBoard).
+    program_cache: where the level's compiled programs are looked up and kept (`program_key`): a later
+      seed's training of the same level then compiles nothing.
 
     A non-finite loss term or gradient stops training with TrainingDiverged (one line: the level, round,
     step and the term that went non-finite first), before `on_chunk` sees the state: nothing after it is
@@ -174,10 +178,14 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     # Tracing and compiling happen apart from the training clock: compilation is the compiler's cost, not
     # training's, and with a compilation cache it would make a time-matched budget depend on the cache.
     compile_start = time.perf_counter()
+    key = program_key(student, teacher, data, config, epochs)
+    reused = None if program_cache is None else program_cache.get(key)
     cached = use_teacher_cache(config, guidance)
     scaled = guidance is not None and guidance.use_hidden and guidance.feature_norm != "none"
-    forward = (compile_teacher_forward(guidance, teacher_variables, data.x_train[:train.batch_size])
-               if cached or scaled else None)
+    forward = None
+    if cached or scaled:
+        forward = (reused.teacher_forward if reused is not None
+                   else compile_teacher_forward(guidance, teacher_variables, data.x_train[:train.batch_size]))
     compile_time = time.perf_counter() - compile_start
 
     setup_start = time.perf_counter()
@@ -195,10 +203,15 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     prog.train_time += time.perf_counter() - setup_start  # the cache and the copies: this level's cost
 
     compile_start = time.perf_counter()
-    diagnose = (gradient_diagnostics_fn(student, guidance)
-                 if guidance is not None and guidance.active and config.guidance.get("gradient_diagnostics") else None)
-    programs, state = chunks.compile_level(train_step, eval_step, train_split, test_split, shardings, state,
-                                           teacher_variables, diagnose)
+    programs = reused
+    if programs is None:
+        diagnose = (gradient_diagnostics_fn(student, guidance) if guidance is not None and guidance.active
+                    and config.guidance.get("gradient_diagnostics") else None)
+        programs, state = chunks.compile_level(train_step, eval_step, train_split, test_split, shardings, state,
+                                               teacher_variables, diagnose)
+        programs = dataclasses.replace(programs, teacher_forward=forward)
+        if program_cache is not None:
+            program_cache.put(key, programs, keep_alive=(student, teacher))
     compile_time += time.perf_counter() - compile_start
     sizer = chunks.ChunkSizer(train.steps_per_call)
 
@@ -266,6 +279,18 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     return LevelRun(name, level, round_, level_variables(state), prog.history, prog.train_time, int(state.step),
                     {"train": programs.train._cache_size(), "eval": programs.evaluate._cache_size()}, compile_time,
                     diverged)
+
+
+def program_key(student: nn.Module, teacher: nn.Module | None, data: ArrayDataset,
+                config: ml_collections.ConfigDict, epochs: int) -> tuple:
+    """What a level's compiled programs (sal_jax.chunks.ProgramCache) depend on besides their arguments'
+    values: the modules, the data's shapes, every setting but the seed -- which enters a program only as
+    the key of on-device augmentation -- and, when guided, the epochs (the guidance schedule's length)."""
+    settings = config.to_dict()
+    seed = settings.pop("seed")
+    return (id(student), id(teacher), data.x_train.shape, data.x_test.shape, str(data.x_train.dtype),
+            json.dumps(settings, sort_keys=True, default=str), epochs if teacher is not None else None,
+            seed if config.data.augment else None, jax.process_count())
 
 
 def _log_call(log: LevelLog, step: int, steps: int, sums: dict[str, Any], logged: dict[str, Any] | None
@@ -354,8 +379,8 @@ def phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Pha
 
 
 def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
-                 progress: bool = False, checkpoint_dir: str | None = None, log_dir: str | None = None
-                 ) -> LadderResult:
+                 progress: bool = False, checkpoint_dir: str | None = None, log_dir: str | None = None,
+                 program_cache: chunks.ProgramCache | None = None) -> LadderResult:
     """SAL top-down: level 1 on the task, then each level guided by the frozen level above, for
     `config.train.rounds` rounds; then the plain baselines of the bottom level that the config asks for.
 
@@ -363,22 +388,27 @@ def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_col
     the newest readable one (see sal_jax.checkpoint). With `config.deterministic`, call
     `sal_jax.enable_determinism()` before anything touches a device (or this does it, if nothing has).
     With `log_dir`, each phase writes TensorBoard events to log_dir/<phase> (`phase_run_name`;
-    sal_jax.summaries).
+    sal_jax.summaries). Compiled levels are shared through `program_cache` (a new one if None: the plain
+    baselines of a level then share one program); pass one to several runs on the same data, e.g. seeds.
     """
     apply_determinism(config.deterministic)
     validate_run(levels, data, config)
     phases = ladder_phases(len(levels), config)
+    program_cache = chunks.ProgramCache() if program_cache is None else program_cache
     if checkpoint_dir is None:
-        return _ladder_result(phases, run_phases(levels, data, config, phases, progress, log_dir=log_dir))
+        return _ladder_result(phases, run_phases(levels, data, config, phases, progress, log_dir=log_dir,
+                                                 program_cache=program_cache))
     from sal_jax.checkpoint import RunCheckpointer  # orbax is imported only when checkpointing
     metadata = {"dataset": data.name, "num_classes": data.num_classes, "vocab_size": data.vocab_size,
                 "phases": [dataclasses.asdict(p) for p in phases]}
     with RunCheckpointer(checkpoint_dir, config, metadata) as store:
-        return _ladder_result(phases, run_phases(levels, data, config, phases, progress, store, log_dir))
+        return _ladder_result(phases, run_phases(levels, data, config, phases, progress, store, log_dir,
+                                                 program_cache))
 
 
 def run_phases(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
-               phases: Sequence[Phase], progress: bool, store=None, log_dir: str | None = None) -> list[LevelRun]:
+               phases: Sequence[Phase], progress: bool, store=None, log_dir: str | None = None,
+               program_cache: chunks.ProgramCache | None = None) -> list[LevelRun]:
     """The ladder loop: every phase in order. With `store` (a sal_jax.checkpoint.RunCheckpointer), it
     continues from the store's newest readable checkpoint, saves during each phase and after it, and
     stops (raising Preempted) on a signal. With `log_dir`, TensorBoard events of each phase."""
@@ -392,7 +422,7 @@ def run_phases(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_colle
         with _phase_log(log_dir, phase, len(levels), config, start_step) as log, _kept_checkpoints(store):
             run = train_level(levels[phase.level - 1], data, config, level=phase.level, name=phase.name,
                               progress=progress, resume=resume, on_chunk=on_chunk, log=log,
-                              **phase_inputs(phase, levels, phases, done, config))
+                              program_cache=program_cache, **phase_inputs(phase, levels, phases, done, config))
             if log is not None:
                 log.finish(run.steps, config, {"phase": phase.name, "level": phase.level, "round": phase.round},
                            {"final_test_accuracy": run.final_test_accuracy,

@@ -10,6 +10,7 @@ from typing import Any
 import jax
 import ml_collections
 
+from sal_jax.chunks import ProgramCache
 from sal_jax.data import load_dataset
 from sal_jax.determinism import apply_determinism
 from sal_jax.errors import ConfigError, is_integer
@@ -55,16 +56,18 @@ def with_values(config: ml_collections.ConfigDict, **sections: dict[str, Any]) -
 
 
 def run_seed(levels, data, config: ml_collections.ConfigDict, progress: bool,
-             checkpoint_dir: str | None, log_dir: str | None = None) -> dict[str, Any]:
+             checkpoint_dir: str | None, log_dir: str | None = None,
+             program_cache: ProgramCache | None = None) -> dict[str, Any]:
     """SAL with both plain baselines, then (if asked) each ablation, for one seed; each ladder run is
     checkpointed in its own subdirectory of `checkpoint_dir` (None: no checkpoints), and logs its
-    TensorBoard events in its own subdirectory of `log_dir` (None: none)."""
+    TensorBoard events in its own subdirectory of `log_dir` (None: none). `program_cache`: compiled
+    levels shared with other seeds (sal_jax.chunks.ProgramCache)."""
     def directory(root: str | None, name: str) -> str | None:
         return None if root is None else os.path.join(root, f"seed_{config.seed}", name)
 
     def ladder(config: ml_collections.ConfigDict, name: str):
         return train_ladder(levels, data, config, progress=progress, checkpoint_dir=directory(checkpoint_dir, name),
-                            log_dir=directory(log_dir, name))
+                            log_dir=directory(log_dir, name), program_cache=program_cache)
 
     result = ladder(config, "sal")
     record = report.ladder_record(result, config.seed)
@@ -114,7 +117,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
         tag = report.cell_tag(cell)
         checkpoint_dir = os.path.join(workdir, "checkpoints", tag) if config.checkpoint.enabled else None
         log_dir = os.path.join(workdir, "tensorboard", tag) if config.tensorboard else None
-        records = [run_seed(levels, data, with_values(cell_config, seed=seed), progress, checkpoint_dir, log_dir)
+        program_cache = ProgramCache()  # a cell's seeds train the same levels: each compiles once
+        records = [run_seed(levels, data, with_values(cell_config, seed=seed), progress, checkpoint_dir, log_dir,
+                            program_cache)
                    for seed in range(config.seed, config.seed + config.num_seeds)]
         results["cells"].append({**cell, "runs": records})
     results["wall_time"] = time.perf_counter() - start

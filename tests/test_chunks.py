@@ -69,6 +69,31 @@ def test_any_steps_per_call_trains_the_same_with_one_compilation_per_level(famil
         assert_reproduced(got[:2], reference[:2], atol=1e-5)  # one program per layout, same batches
 
 
+@pytest.mark.parametrize("family", ["mlp", "cnn", "rnn"])
+def test_a_seed_reusing_another_seeds_programs_trains_the_same_and_compiles_nothing(family, config):
+    """Seeds 0 then 1 through one ProgramCache (as `train_and_evaluate` runs a cell's seeds) against seed 1
+    with its own: the same bits; seed 1 adds no program, except where the seed is part of one (the CNN's
+    augmentation key); the time-matched baseline shares the epoch-matched one's program."""
+    from sal_jax.chunks import ProgramCache
+
+    data = family_setup(family, config)
+    config.baselines.time_matched = family == "mlp"
+    levels = make_ladder(config.model, data.num_classes, data.vocab_size)
+    shared = ProgramCache()
+    train_ladder(levels, data, config, program_cache=shared)
+    per_seed = len(shared)
+    assert per_seed == len(levels) + 1  # each SAL level, and the bottom level's plain baselines (one program)
+    config.seed = 1
+    reused = train_ladder(levels, data, config, program_cache=shared)
+    fresh = train_ladder(levels, data, config)
+    assert len(shared) == per_seed * (2 if config.data.augment else 1)
+    assert_reproduced(outcome(reused)[:2], outcome(fresh)[:2], atol=1e-5)
+    runs = reused.sal + [reused.plain_epoch_matched]
+    assert all(c == {"train": 1, "eval": 1} for c in outcome(reused)[2])
+    if not config.data.augment:  # no tracing, lowering or compiling: nothing measurable
+        assert max(run.compile_time for run in runs) < 0.05 < min(run.compile_time for run in fresh.sal)
+
+
 def test_the_sizer_runs_the_asked_steps_and_never_past_a_limit():
     fixed = ChunkSizer(steps_per_call=8)
     assert fixed.next(limit=100) == 8 and fixed.next(limit=5) == 5
