@@ -16,18 +16,40 @@ plus the config as text and as hparams, with the level's final and best test acc
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import ml_collections
-from tensorboardX.event_file_writer import EventsWriter
-from tensorboardX.proto.event_pb2 import Event, SessionLog
-from tensorboardX.proto.summary_pb2 import Summary
-from tensorboardX.summary import hparams, text
 
-from sal_jax.config import flat_config as config_leaves
+
+@contextlib.contextmanager
+def _torch_unimportable() -> Iterator[None]:
+    """tensorboardX's package imports PyTorch whenever it is installed (to accept torch tensors, which
+    this module never logs): seconds of start-up on a machine that has it, as most GPU machines do. While
+    tensorboardX loads, `import torch` fails as if it were absent -- unless the program has already
+    imported it -- and works again afterwards."""
+    if "torch" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # an import of it raises ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+
+
+with _torch_unimportable():
+    from tensorboardX.event_file_writer import EventsWriter
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
+    from tensorboardX.proto.summary_pb2 import Summary
+    from tensorboardX.summary import hparams, text
+
+from sal_jax.config import flat_config as config_leaves  # noqa: E402
 
 EPOCH_TAGS = {"train_grad_norm/": "grad_norm/", "test_": "test/", "diag_": "diagnostics/"}
 FLUSH_SECONDS = 10.0  # how stale a live view may get

@@ -112,3 +112,21 @@ def test_flat_config_gives_tensorboard_hparam_values():
                                         "quick": False, "model": {"levels": (1, 2)}, "quick_overrides": ()})
     assert flat_config(config) == {"train.learning_rate": 0.1, "train.optimizer": "adam", "train.rounds": 2,
                                    "quick": False, "model.levels": "[1, 2]", "quick_overrides": "[]"}
+
+
+def test_logging_does_not_import_pytorch_where_it_is_installed(tmp_path):
+    """tensorboardX imports torch when it can (seconds of start-up on a GPU machine with PyTorch): loading
+    the summaries must not, and `import torch` must still work afterwards. A stand-in torch package
+    records whether it was imported."""
+    import subprocess
+
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import sys\nsys.stderr.write('torch imported\\n')\nclass Tensor: pass\n")
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    code = ("import sys, sal_jax.summaries; print('torch' in sys.modules); import torch; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": f"{tmp_path}:{repo}", "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"})
+    assert out.stdout.split() == ["False", "True"]
+    assert out.stderr.count("torch imported") == 1  # by the program's own import only
