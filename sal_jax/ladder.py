@@ -106,20 +106,36 @@ def use_teacher_cache(config: ml_collections.ConfigDict, guidance) -> bool:
             and not config.data.augment and jax.process_count() == 1)
 
 
+def host_device() -> jax.Device | None:
+    """This process's first CPU device, where levels are initialised; None if the CPU backend is off
+    (JAX_PLATFORMS without cpu)."""
+    try:
+        return jax.local_devices(backend="cpu")[0]
+    except RuntimeError:
+        return None
+
+
 def setup_level(student: nn.Module, data: ArrayDataset, config: ml_collections.ConfigDict, *, level: int,
                 round_: int, epochs: int, teacher: nn.Module | None = None,
                 start_from: Variables | None = None):
-    """(guidance, optimizer, initial state) of one level's training: cheap, and abstract-evaluable."""
+    """(guidance, optimizer, initial state) of one level's training: cheap, and abstract-evaluable.
+
+    The state is computed on the CPU (`host_device`), op by op as ever: on an accelerator each of an
+    initialisation's hundreds of small ops is a dispatch (and a compilation the first time), which made a
+    GPU spend seconds a level here; and the initial weights of a seed are then the same bits on every
+    backend. train_level lays the state out on its mesh (`start_from`, the previous round's level, is
+    there already)."""
     steps_per_epoch = len(data.x_train) // config.train.batch_size
-    sample_x = jnp.asarray(data.x_train[: config.train.batch_size])
-    guidance = (make_guidance(student, teacher, sample_x, config.guidance, epochs * steps_per_epoch)
-                if teacher is not None else None)
-    tx = make_optimizer(config.train)
-    state = init_state(student, tx, jax.random.fold_in(jax.random.key(config.seed), level), sample_x, guidance)
-    if start_from is not None:
-        params = {**state.params, "model": start_from["params"]}
-        state = state.replace(params=params, batch_stats=start_from.get("batch_stats", {}),
-                              opt_state=tx.init(params))
+    with jax.default_device(host_device()):  # None: the default device
+        sample_x = jnp.asarray(data.x_train[: config.train.batch_size])
+        guidance = (make_guidance(student, teacher, sample_x, config.guidance, epochs * steps_per_epoch)
+                    if teacher is not None else None)
+        tx = make_optimizer(config.train)
+        state = init_state(student, tx, jax.random.fold_in(jax.random.key(config.seed), level), sample_x, guidance)
+        if start_from is not None:
+            params = {**state.params, "model": start_from["params"]}
+            state = state.replace(params=params, batch_stats=start_from.get("batch_stats", {}),
+                                  opt_state=tx.init(params))
     return guidance, tx, state
 
 
@@ -165,8 +181,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                                       teacher=teacher, start_from=start_from)
     state, prog = resume if resume is not None else (state, Progress())
     shardings = parallel.step_shardings(mesh, state, teacher_variables)
-    # Initialised eagerly on one device as ever (a jitted init can differ in the last bit, e.g. an RNN's
-    # orthogonal init), then laid out on the mesh. Always a copy (may_alias=False): the train step donates
+    # Initialised eagerly on the CPU (a jitted init can differ in the last bit, e.g. an RNN's orthogonal
+    # init; see setup_level), then laid out on the mesh. Always a copy (may_alias=False): the train step donates
     # its state, and the arrays given here can outlive this level -- `start_from` is the previous round's
     # LevelRun.variables, which the result returns and the checkpoint saves; donating them deleted them.
     state = jax.device_put(state, shardings.state, may_alias=False)
