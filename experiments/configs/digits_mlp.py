@@ -2,9 +2,8 @@
 
 Command (the README's main job):
     sal-jax --config=experiments/configs/digits_mlp.py --workdir=runs/digits_mlp
-Run time on 2 CPU cores (3 seeds, the SAL ladder and both plain baselines each; measured 2026-11-26 on a
-2-core AMD EPYC, other jobs sharing it at times): about 25 s with a warm compilation cache, 33 s the first
-time (empty cache).
+Run time on 2 CPU cores (3 seeds, the SAL ladder and both plain baselines each; measured 2026-11-27 on a
+2-core AMD EPYC): about 12 s with a warm compilation cache.
 """
 from sal_jax.config import default_config
 
