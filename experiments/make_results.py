@@ -48,7 +48,14 @@ EXPERIMENTS = [  # (results folder, title, command)
      "sal-jax --config=experiments/configs/deep_activations.py --config.data.data_dir=../shared/tensorflow_datasets "
      "--config.num_seeds=3 --config.sweep.grid=\"(('model.activation', ('sigmoid', 'tanh', 'relu')), "
      "('model.levels', ((4, 8, 16, 32),)))\" --workdir=experiments/results/deep_activations_32"),
+    ("sensitivity_mnist_scarce", "6a. Sensitivity: MNIST MLP at 100/class, one setting at a time",
+     "sal-jax --config=experiments/configs/sensitivity.py:mnist_scarce --config.data.data_dir=../shared/tensorflow_datasets "
+     "--workdir=experiments/results/sensitivity_mnist_scarce"),
+    ("sensitivity_deep_tanh", "6b. Sensitivity: MNIST 16-layer tanh MLP at 500/class, one setting at a time",
+     "sal-jax --config=experiments/configs/sensitivity.py:deep_tanh --config.data.data_dir=../shared/tensorflow_datasets "
+     "--workdir=experiments/results/sensitivity_deep_tanh"),
 ]
+SENSITIVITY = ("sensitivity_",)  # folders whose claims are summarised apart: many settings of one cell
 
 
 def bottom_accuracies(cell: dict[str, Any], method: str) -> np.ndarray:
@@ -87,6 +94,62 @@ def claims(results: dict[str, Any]) -> list[Claim]:
             rows.append((baseline, cell_name(cell), stats.paired_summary(diff)))
     adjusted = stats.holm([s.p for *_, s in rows])
     return [Claim(b, c, s, p, stats.verdict(s, p)) for (b, c, s), p in zip(rows, adjusted)]
+
+
+def setting_claims(results: dict[str, Any]) -> list[Claim]:
+    """A sensitivity study's question: does a setting beat the default? One claim per sweep point: SAL's
+    bottom at the point minus SAL's bottom at the default point (`{}`) of the same training-set size,
+    paired by seed (same seeds; same initial weights and batches unless the point changes the ladder),
+    Holm-adjusted across the study's points."""
+    default = {cell["per_class"]: cell for cell in results["cells"] if not cell.get("point")}
+    rows = []
+    for cell in results["cells"]:
+        base = default.get(cell["per_class"])
+        if not cell.get("point") or base is None:
+            continue
+        if [r["seed"] for r in cell["runs"]] != [r["seed"] for r in base["runs"]]:
+            raise ValueError(f"{cell_name(cell)}: its seeds differ from the default point's: cannot pair them")
+        diff = bottom_accuracies(cell, "SAL") - bottom_accuracies(base, "SAL")
+        rows.append(("SAL at the default", cell_name(cell), stats.paired_summary(diff)))
+    adjusted = stats.holm([s.p for *_, s in rows])
+    return [Claim(b, c, s, p, stats.verdict(s, p)) for (b, c, s), p in zip(rows, adjusted)]
+
+
+SETTING_VERDICTS = {"holds": "better than the default", "reversed": "worse than the default"}
+
+
+def setting_table(cl: list[Claim]) -> list[str]:
+    lines = ["**Against the default setting**: SAL's bottom model at each setting minus at the default "
+             "(per seed), p Holm-adjusted across the settings.", "",
+             "| setting | seeds | SAL − SAL at default (pts) | 95% CI | d_z | p (Holm) | verdict |",
+             "|" + " --- |" * 7]
+    for c in cl:
+        s = c.summary
+        lines.append(f"| {c.cell} | {s.n} | {_num(s.mean)} | "
+                     + ("–" if s.n < 2 else f"{_num(s.ci_low)} to {_num(s.ci_high)}")
+                     + f" | {_num(s.d_z, '+.2f')} | {_p(c.p_holm)} | "
+                     f"**{SETTING_VERDICTS.get(c.verdict, c.verdict)}{' †' if c.significant_unadjusted_only else ''}** |")
+    return lines
+
+
+def sensitivity_summary(found: list[tuple[str, list[Claim], list[Claim]]]) -> list[str]:
+    """Per sensitivity study: how SAL fares against plain across its settings, and which settings beat
+    or lose to the default."""
+    lines = []
+    for name, cl, settings in found:
+        counts = {}
+        for c in cl:
+            key = "holds" if c.verdict == "holds" else "reversed" if c.verdict == "reversed" else (
+                "no difference" if c.verdict.startswith("no difference") else "inconclusive")
+            counts[key] = counts.get(key, 0) + 1
+        better = [c.cell.split(" (")[0] for c in settings if c.verdict == "holds"]
+        worse = [c.cell.split(" (")[0] for c in settings if c.verdict == "reversed"]
+        lines.append(f"- {name}: SAL vs plain at {len(cl) // len(COMPARED)} settings x 2 baselines: "
+                     + ", ".join(f"{k} {v}" for k, v in counts.items())
+                     + f". Against the default setting: better at {'; '.join(better) or 'none'}; "
+                     f"worse at {'; '.join(worse) or 'none'}; the other {len(settings) - len(better) - len(worse)} "
+                     "settings not significantly different.")
+    return lines
 
 
 def cell_name(cell: dict[str, Any]) -> str:
@@ -236,7 +299,7 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
              "compilation (one per level for SAL, one for a plain run) and excludes evaluation. The CIFAR-10",
              "copy here is a JPEG re-encoding. CARER uses 80 and 300 examples per class (the full set is too",
              "slow for one CPU core).", ""]
-    headline_body, sections, found, missing, seeds = [], [], [], [], set()
+    headline_body, sections, found, missing, seeds, studies = [], [], [], [], set(), []
     for folder, title, command in EXPERIMENTS:
         path = os.path.join(results_dir, folder, "results.json")
         parts = sections
@@ -248,15 +311,21 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
         with open(path) as f:
             results = json.load(f)
         cl = claims(results)
-        found.append((title.split(" ", 1)[1], cl))
-        seeds |= {len(cell["runs"]) for cell in results["cells"]}
-        headline_body += headline_rows(title, results, cl)
+        settings = []
+        if folder.startswith(SENSITIVITY):
+            settings = setting_claims(results)
+            studies.append((title.split(" ", 1)[1], cl, settings))
+        else:
+            found.append((title.split(" ", 1)[1], cl))
+            seeds |= {len(cell["runs"]) for cell in results["cells"]}
+            headline_body += headline_rows(title, results, cl)
         md = open(os.path.join(results_dir, folder, "results.md")).read()
         md = md.replace("](", f"](results/{folder}/").replace("## ", "### ")
         parts += ["```bash", command, "```", f"Training time of all its runs (all cells, seeds and methods; evaluation "
                   f"excluded): {total_train_time(results) / 60:.1f} min on one core.", "",
                   "**Verdicts**: SAL − plain, bottom model, last-epoch test accuracy, paired over seeds; p "
-                  "Holm-adjusted across this table's rows.", "", *verdict_lines(results, cl), "", md]
+                  "Holm-adjusted across this table's rows.", "", *verdict_lines(results, cl), "",
+                  *(setting_table(settings) + [""] if settings else []), md]
     headline = [f"## Headline: bottom model, last-epoch test accuracy (%), mean ± std over "
                 f"{' or '.join(map(str, sorted(seeds)))} seeds (per experiment: its table)", "",
                 "| experiment | training set | SAL | plain, epoch-matched | plain, time-matched "
@@ -264,7 +333,10 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
     if any(c.significant_unadjusted_only for _, cl in found for c in cl):
         headline += ["", "† unadjusted 95% CI excludes 0, not significant after Holm's correction."]
     with open(out, "w") as f:
-        f.write("\n".join(["# Results", ""] + summary_lines(found, missing) + intro + headline + [""] + sections))
+        study_lines = (["## Sensitivity studies (not in the counts above)", "", *sensitivity_summary(studies), ""]
+                       if studies else [])
+        f.write("\n".join(["# Results", ""] + summary_lines(found, missing) + study_lines + intro + headline + [""]
+                          + sections))
     print(f"wrote {out}")
 
 

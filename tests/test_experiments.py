@@ -79,15 +79,43 @@ def test_make_results_writes_summary_first(tmp_path):
     out = tmp_path / "RESULTS.md"
     make_results.main(str(ROOT / "experiments" / "results"), str(out))
     text = out.read_text()
-    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    sections = [line for line in text.splitlines() if line.startswith("## ") and "Sensitivity studies" not in line]
     assert text.startswith("# Results\n\n## Summary\n")
     assert sections[:2] == ["## Summary", "## How the results were produced and judged"]
     assert re.fullmatch(r"## Headline: bottom model, last-epoch test accuracy \(%\), mean ± std over (\d+ or )*\d+ "
                         r"seeds \(per experiment: its table\)", sections[2])
-    summary = text.split("## Summary")[1].split("## How")[0]
+    summary = text.split("## Summary")[1].split("## How")[0].split("## Sensitivity studies")[0]
     counts = [int(n) for n, _ in re.findall(r"^- \*\*[^*]+\*\*: (\d+) of (\d+)", summary, re.M)]
     totals = set(re.findall(r"^- \*\*[^*]+\*\*: \d+ of (\d+)", summary, re.M))
     assert len(counts) == 4 and totals == {str(sum(counts))}  # holds, reversed, no difference, inconclusive
     assert "MNIST deep sigmoid MLP (vanishing gradients), vs plain, epoch-matched: 500/class +66.1" in summary
     assert summary.count("\n") < 40  # one screen
     assert "Holm-adjusted across the claims of one table" in text and "predate the teacher-feature cache" in text
+
+
+def test_a_sensitivity_study_compares_each_setting_with_the_default_by_seed():
+    """Per-seed SAL bottom accuracies: default (80, 82, 84, 86), a setting 2 points better on every seed and
+    one whose differences are +1, -1, +1, -1 (mean 0): the first is better than the default, the second
+    is not; the pairs are by seed, and p is Holm-adjusted across the settings."""
+    from sal_jax import stats
+
+    make_results = load_make_results()
+
+    def cell(point, accuracies):
+        runs = [{"seed": seed, "sal": [{"name": "SAL r1 L1", "level": 1, "round": 1,
+                                        "final_test_accuracy": a / 100, "best_test_accuracy": a / 100}]}
+                for seed, a in enumerate(accuracies)]
+        return {"per_class": 100, "point": point, "dataset": {"train": 1000}, "runs": runs}
+
+    results = {"cells": [cell({}, [80, 82, 84, 86]), cell({"guidance.temperature": 8.0}, [82, 84, 86, 88.1]),
+                         cell({"guidance.distance": "cosine"}, [81, 81, 85, 85])]}
+    better, same = make_results.setting_claims(results)
+    assert better.cell.startswith("100/class, temperature=8") and same.cell.startswith("100/class, distance=cosine")
+    assert better.summary.mean == pytest.approx(2.025) and same.summary.mean == pytest.approx(0.0)
+    assert [better.p_holm, same.p_holm] == pytest.approx(stats.holm([better.summary.p, same.summary.p]))
+    assert better.verdict == "holds" and same.verdict.startswith("inconclusive")
+    table = "\n".join(make_results.setting_table([better, same]))
+    assert "**better than the default**" in table and "| 4 | +2.0 |" in table
+    results["cells"][1]["runs"] = results["cells"][1]["runs"][::-1]  # seeds out of order: cannot pair
+    with pytest.raises(ValueError, match="seeds differ"):
+        make_results.setting_claims(results)
