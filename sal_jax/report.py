@@ -148,18 +148,26 @@ def level_table(records: Sequence[Record]) -> str:
     return "\n".join(lines)
 
 
+def bottom_rows(records: Sequence[Record]) -> dict[str, list[Record]]:
+    """method_rows without SAL's upper levels, its bottom level named "SAL, bottom level" (cells of a
+    sweep over ladder shapes have different bottom levels)."""
+    return {"SAL, bottom level" if name.endswith("(bottom)") else name: runs
+            for name, runs in method_rows(records) if not name.startswith("SAL level") or "bottom" in name}
+
+
 def summary_table(cells: Sequence[Record]) -> str:
-    """One row per training-set size: the bottom model's last-epoch test accuracy (%) for each method."""
-    names = [name for name, _ in method_rows(cells[0]["runs"]) if not name.startswith("SAL level") or "bottom" in name]
+    """One row per cell (training-set size, sweep point): the bottom model's last-epoch test accuracy (%)
+    for each method ("—" where a cell has no such method)."""
+    rows = [bottom_rows(cell["runs"]) for cell in cells]
+    names = list(dict.fromkeys(name for row in rows for name in row))  # every cell's methods, in order
     lines = ["| train examples | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 1)]
     any_diverged = False
-    for cell in cells:
-        by_name = dict(method_rows(cell["runs"]))
-        size = cell_name(cell)
-        marks = [diverged_mark(by_name[n]) for n in names]
+    for cell, by_name in zip(cells, rows):
+        marks = [diverged_mark(by_name[n]) if n in by_name else "" for n in names]
         any_diverged |= any(marks)
-        lines.append(f"| {size} | " + " | ".join(
-            mean_std([r["final_test_accuracy"] for r in by_name[n]], 100) + mark for n, mark in zip(names, marks)) + " |")
+        lines.append(f"| {cell_name(cell)} | " + " | ".join(
+            mean_std([r["final_test_accuracy"] for r in by_name[n]], 100) + mark if n in by_name else "—"
+            for n, mark in zip(names, marks)) + " |")
     if any_diverged:
         lines += ["", DIVERGED_NOTE]
     return "\n".join(lines)

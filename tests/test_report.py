@@ -73,9 +73,24 @@ def test_table_of_old_records_without_param_counts():
 def test_summary_marks_divergence():
     summary = report.summary_table([cell(10, diverged_plain=True), cell(0)])
     lines = summary.splitlines()
-    assert lines[0] == "| train examples | SAL level 2 (bottom) | plain, epoch-matched | plain, time-matched |"
+    assert lines[0] == "| train examples | SAL, bottom level | plain, epoch-matched | plain, time-matched |"
     assert "(diverged: 1 of 2 seeds)" in lines[2] and "diverged" not in lines[3]
     assert lines[-1] == report.DIVERGED_NOTE
+
+
+def test_a_sweep_over_ladder_shapes_reports_each_cells_bottom_level(tmp_path):
+    """Cells of a sweep over model.levels have different bottom levels (here 2 and 3) and may lack a
+    baseline: one summary row each, "—" where a method is missing; the whole report is written."""
+    deeper = cell(10)
+    for rec in deeper["runs"]:
+        rec["sal"].append(run(3, 0.97))
+        del rec["plain_time_matched"]
+    deeper["point"] = {"model.levels": [1, 2, 3]}
+    lines = report.summary_table([cell(10), deeper]).splitlines()
+    assert lines[0] == "| train examples | SAL, bottom level | plain, epoch-matched | plain, time-matched |"
+    assert lines[2] == "| 20 (10/class) | 92.0 ± 0.0 | 85.0 ± 0.0 | 95.0 ± 0.0 |"
+    assert lines[3] == "| 20 (10/class), levels=[1, 2, 3] | 97.0 ± 0.0 | 85.0 ± 0.0 | — |"
+    assert "levels=[1, 2, 3]" in report.write_report({"cells": [cell(10), deeper]}, str(tmp_path))
 
 
 def labels(ax) -> list[str]:
