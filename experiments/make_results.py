@@ -191,7 +191,7 @@ def claim_table(cl: list[Claim]) -> list[str]:
 def verdict_lines(results: dict[str, Any], cl: list[Claim]) -> list[str]:
     cells = results["cells"]
     lines = claim_table(cl) + [""]
-    if len(cells) > 1:
+    if len({cell["per_class"] for cell in cells}) > 1:  # a sweep over training-set sizes
         small, large = cells[0], cells[-1]
         mean = {c.cell: c.summary.mean for c in cl if c.baseline == "plain, epoch-matched"}
         d_small, d_large = mean[cell_name(small)], mean[cell_name(large)]
