@@ -15,6 +15,7 @@ with a summary of every claim grouped by verdict.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import sys
@@ -56,6 +57,16 @@ EXPERIMENTS = [  # (results folder, title, command)
      "--workdir=experiments/results/sensitivity_deep_tanh"),
 ]
 SENSITIVITY = ("sensitivity_",)  # folders whose claims are summarised apart: many settings of one cell
+
+
+def read_results(folder: str) -> dict[str, Any] | None:
+    """A run's results.json, or its gzipped copy (large studies are committed compressed); None if neither."""
+    for name, opener in (("results.json", open), ("results.json.gz", gzip.open)):
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            with opener(path, "rt") as f:
+                return json.load(f)
+    return None
 
 
 def bottom_accuracies(cell: dict[str, Any], method: str) -> np.ndarray:
@@ -110,9 +121,22 @@ def setting_claims(results: dict[str, Any]) -> list[Claim]:
         if [r["seed"] for r in cell["runs"]] != [r["seed"] for r in base["runs"]]:
             raise ValueError(f"{cell_name(cell)}: its seeds differ from the default point's: cannot pair them")
         diff = bottom_accuracies(cell, "SAL") - bottom_accuracies(base, "SAL")
-        rows.append(("SAL at the default", cell_name(cell), stats.paired_summary(diff)))
+        other = another_bottom(results, cell)
+        rows.append(("SAL at the default", cell_name(cell) + (f" {ANOTHER_BOTTOM}" if other else ""),
+                     stats.paired_summary(diff)))
     adjusted = stats.holm([s.p for *_, s in rows])
     return [Claim(b, c, s, p, stats.verdict(s, p)) for (b, c, s), p in zip(rows, adjusted)]
+
+
+ANOTHER_BOTTOM = "‡"
+ANOTHER_BOTTOM_NOTE = (f"{ANOTHER_BOTTOM} This ladder ends in another model than the default's (a different depth): the "
+                       "difference compares two models, not two ways of guiding one.")
+
+
+def another_bottom(results: dict[str, Any], cell: dict[str, Any]) -> bool:
+    """Whether a sweep point's ladder ends in a different level than the experiment's default ladder."""
+    levels = cell.get("point", {}).get("model.levels")
+    return levels is not None and list(levels)[-1] != list(results["config"]["model"]["levels"])[-1]
 
 
 SETTING_VERDICTS = {"holds": "better than the default", "reversed": "worse than the default"}
@@ -129,6 +153,8 @@ def setting_table(cl: list[Claim]) -> list[str]:
                      + ("–" if s.n < 2 else f"{_num(s.ci_low)} to {_num(s.ci_high)}")
                      + f" | {_num(s.d_z, '+.2f')} | {_p(c.p_holm)} | "
                      f"**{SETTING_VERDICTS.get(c.verdict, c.verdict)}{' †' if c.significant_unadjusted_only else ''}** |")
+    if any(ANOTHER_BOTTOM in c.cell for c in cl):
+        lines += ["", ANOTHER_BOTTOM_NOTE]
     return lines
 
 
@@ -142,13 +168,16 @@ def sensitivity_summary(found: list[tuple[str, list[Claim], list[Claim]]]) -> li
             key = "holds" if c.verdict == "holds" else "reversed" if c.verdict == "reversed" else (
                 "no difference" if c.verdict.startswith("no difference") else "inconclusive")
             counts[key] = counts.get(key, 0) + 1
-        better = [c.cell.split(" (")[0] for c in settings if c.verdict == "holds"]
-        worse = [c.cell.split(" (")[0] for c in settings if c.verdict == "reversed"]
+        label = lambda c: c.cell.split(" (")[0] + (f" {ANOTHER_BOTTOM}" if ANOTHER_BOTTOM in c.cell else "")
+        better = [label(c) for c in settings if c.verdict == "holds"]
+        worse = [label(c) for c in settings if c.verdict == "reversed"]
         lines.append(f"- {name}: SAL vs plain at {len(cl) // len(COMPARED)} settings x 2 baselines: "
                      + ", ".join(f"{k} {v}" for k, v in counts.items())
                      + f". Against the default setting: better at {'; '.join(better) or 'none'}; "
                      f"worse at {'; '.join(worse) or 'none'}; the other {len(settings) - len(better) - len(worse)} "
                      "settings not significantly different.")
+    if any(ANOTHER_BOTTOM in c.cell for *_, settings in found for c in settings):
+        lines.append(f"- {ANOTHER_BOTTOM_NOTE}")
     return lines
 
 
@@ -287,7 +316,8 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
              "relevant difference. The CIs are per claim (not widened for the Holm correction).", "",
              "Which code made which run. **Today's code, 8 seeds** (commit d83d9ee, 2026-11-26; two runs at a",
              "time on the 2 cores): the MNIST MLP data-scarce sweep, TREC, CARER and the 16-layer study (5a; the",
-             "32-layer one, 5b, has 3 seeds). Their",
+             "32-layer one, 5b, has 3 seeds); the sensitivity studies (6a, 6b) at commit b4a3e52 (2026-11-27,",
+             "the same training code; seeds now share compiled programs, which changes no result). Their",
              "training time excludes compilation (issue #11), so the time-matched baseline's budget is SAL's",
              "training calls and setup only, and its runs train about 3x SAL's bottom-level steps (in the",
              "older runs, whose budget held every level's compilation, 2-10x). **Older code, 3 seeds**: MNIST",
@@ -301,15 +331,13 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
              "slow for one CPU core).", ""]
     headline_body, sections, found, missing, seeds, studies = [], [], [], [], set(), []
     for folder, title, command in EXPERIMENTS:
-        path = os.path.join(results_dir, folder, "results.json")
+        results = read_results(os.path.join(results_dir, folder))
         parts = sections
         parts += [f"## {title}", ""]
-        if not os.path.exists(path):
+        if results is None:
             parts += ["Not run yet in this repository.", ""]
             missing.append(title.split(" ", 1)[1])
             continue
-        with open(path) as f:
-            results = json.load(f)
         cl = claims(results)
         settings = []
         if folder.startswith(SENSITIVITY):
@@ -320,7 +348,11 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
             seeds |= {len(cell["runs"]) for cell in results["cells"]}
             headline_body += headline_rows(title, results, cl)
         md = open(os.path.join(results_dir, folder, "results.md")).read()
-        md = md.replace("](", f"](results/{folder}/").replace("## ", "### ")
+        if settings:  # a study's per-point tables and plots stay in its folder (plots not committed: sizes)
+            md = md.split("\n## ", 3)[0] + (f"\n\nPer setting: [results/{folder}/results.md](results/{folder}/results.md)"
+                                             " (its plots are written by the command; not committed).\n")
+        md = md.replace("](", f"](results/{folder}/").replace("## ", "### ").replace(
+            f"](results/{folder}/results/{folder}/", f"](results/{folder}/")
         parts += ["```bash", command, "```", f"Training time of all its runs (all cells, seeds and methods; evaluation "
                   f"excluded): {total_train_time(results) / 60:.1f} min on one core.", "",
                   "**Verdicts**: SAL − plain, bottom model, last-epoch test accuracy, paired over seeds; p "

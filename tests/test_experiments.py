@@ -107,12 +107,16 @@ def test_a_sensitivity_study_compares_each_setting_with_the_default_by_seed():
                 for seed, a in enumerate(accuracies)]
         return {"per_class": 100, "point": point, "dataset": {"train": 1000}, "runs": runs}
 
-    results = {"cells": [cell({}, [80, 82, 84, 86]), cell({"guidance.temperature": 8.0}, [82, 84, 86, 88.1]),
-                         cell({"guidance.distance": "cosine"}, [81, 81, 85, 85])]}
-    better, same = make_results.setting_claims(results)
+    results = {"config": {"model": {"levels": [1, 2]}},
+               "cells": [cell({}, [80, 82, 84, 86]), cell({"guidance.temperature": 8.0}, [82, 84, 86, 88.1]),
+                         cell({"guidance.distance": "cosine"}, [81, 81, 85, 85]),
+                         cell({"model.levels": [2]}, [80, 82, 84, 86]), cell({"model.levels": [1, 3]}, [80] * 4)]}
+    better, same, same_bottom, deeper = make_results.setting_claims(results)
+    assert not same_bottom.cell.endswith("‡") and deeper.cell.endswith("‡")  # a ladder ending in another model
     assert better.cell.startswith("100/class, temperature=8") and same.cell.startswith("100/class, distance=cosine")
     assert better.summary.mean == pytest.approx(2.025) and same.summary.mean == pytest.approx(0.0)
-    assert [better.p_holm, same.p_holm] == pytest.approx(stats.holm([better.summary.p, same.summary.p]))
+    claims = (better, same, same_bottom, deeper)
+    assert [c.p_holm for c in claims] == pytest.approx(stats.holm([c.summary.p for c in claims]))
     assert better.verdict == "holds" and same.verdict.startswith("inconclusive")
     table = "\n".join(make_results.setting_table([better, same]))
     assert "**better than the default**" in table and "| 4 | +2.0 |" in table
