@@ -178,6 +178,9 @@ def sensitivity_summary(found: list[tuple[str, list[Claim], list[Claim]]]) -> li
                      "settings not significantly different.")
     if any(ANOTHER_BOTTOM in c.cell for *_, settings in found for c in settings):
         lines.append(f"- {ANOTHER_BOTTOM_NOTE}")
+    if found and not any(c.verdict == "holds" for *_, settings in found for c in settings):
+        lines.append("- No setting is significantly better than the default in any study: the library's defaults "
+                     "stay as they are.")
     return lines
 
 
