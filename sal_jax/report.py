@@ -5,6 +5,7 @@ Each plot has a `*_figure` function that returns the matplotlib Figure (tests re
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Any, Sequence
@@ -356,8 +357,11 @@ def _layer_order(key: str) -> tuple[int, int, str]:
 def level_accuracy_figure(cells: Sequence[Record]) -> Figure:
     """Final test accuracy of every SAL level (mean ± std over seeds), one color per training-set size,
     with both plain baselines of the bottom model beside the last level (a marker each)."""
-    fig = Figure(figsize=(7 + 2.3 * (len(cells) > 1), 4.5))
+    entries = sum(1 + sum(key in cell["runs"][0] for key in BASELINES) for cell in cells)
+    columns = math.ceil(entries / 24)  # legend columns beside the axes: a sweep of many points fits
+    fig = Figure(figsize=(7 + 3.7 * columns * (len(cells) > 1), 4.5 + 1.5 * (columns > 1)))
     ax = fig.subplots()
+    ladders = []
     for i, cell in enumerate(cells):
         records = cell["runs"]
         accs = np.array([[r["final_test_accuracy"] for r in _last_round(rec["sal"])] for rec in records])
@@ -372,14 +376,17 @@ def level_accuracy_figure(cells: Sequence[Record]) -> Figure:
                 ax.errorbar([levels[-1] + 0.18 * (j + 1)], [np.mean(plain)], yerr=[np.std(plain)],
                             marker=BASELINE_STYLE[key][1], markersize=7, capsize=3, color=f"C{i}",
                             linestyle="none", markerfacecolor="none", label=f"{label}, {size}")
-    params = [run.get("num_params") for run in _last_round(cells[-1]["runs"][0]["sal"])]
+        ladders.append([run.get("num_params") for run in _last_round(records[0]["sal"])])
+    levels = np.arange(1, max(map(len, ladders)) + 1)
+    # parameter counts under the levels only when every cell has the same ladder (a sweep over shapes does not)
+    params = ladders[0] if all(ladder == ladders[0] for ladder in ladders) else [None] * len(levels)
     ax.set_xticks(levels, [f"{k}\n{p:,} params" if p else str(k) for k, p in zip(levels, params)])
     ax.set_xlim(levels[0] - 0.3, levels[-1] + 0.5)
     ax.set_xlabel("SAL level (1 = simplest); the bottom model's plain baselines to the right of it")
     ax.set_ylabel("test accuracy, last epoch (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     if len(cells) > 1:  # three entries per training-set size: beside the axes, not over the lines
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.legend(fontsize=7 if columns > 1 else 8, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncols=columns)
     else:
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -91,6 +91,8 @@ def test_a_sweep_over_ladder_shapes_reports_each_cells_bottom_level(tmp_path):
     assert lines[2] == "| 20 (10/class) | 92.0 ± 0.0 | 85.0 ± 0.0 | 95.0 ± 0.0 |"
     assert lines[3] == "| 20 (10/class), levels=[1, 2, 3] | 97.0 ± 0.0 | 85.0 ± 0.0 | — |"
     assert "levels=[1, 2, 3]" in report.write_report({"cells": [cell(10), deeper]}, str(tmp_path))
+    (ax,) = report.level_accuracy_figure([cell(10), deeper]).axes  # no parameter counts: the ladders differ
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
 
 
 def labels(ax) -> list[str]:
