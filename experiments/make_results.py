@@ -35,7 +35,8 @@ EXPERIMENTS = [  # (results folder, title, command)
      "sal-jax --config=experiments/configs/mnist_deep_mlp.py --config.data.data_dir=../shared/tensorflow_datasets "
      "--workdir=experiments/results/mnist_deep_mlp"),
     ("cifar10_cnn", "3. CIFAR-10 small CNN ladder",
-     "sal-jax --config=experiments/configs/cifar10_cnn.py --workdir=experiments/results/cifar10_cnn"),
+     "sal-jax --config=experiments/configs/cifar10_cnn.py --config.data.data_dir=../shared/tensorflow_datasets "
+     "--workdir=experiments/results/cifar10_cnn"),
     ("trec_gru", "4a. TREC, GRU ladder",
      "sal-jax --config=experiments/configs/text_gru.py --config.data.data_dir=../shared/datasets "
      "--workdir=experiments/results/trec_gru"),
@@ -274,7 +275,7 @@ def summary_lines(found: list[tuple[str, list[Claim]]], missing: list[str]) -> l
         lines.append("- Not run yet: " + "; ".join(missing) + ".")
     lines += ["", "Format: training set, mean SAL − plain in accuracy points (95% CI). The untested "
               "observations (larger gain with less data, stability across seeds) are in each experiment's section; "
-              "the caveats (runs that predate parts of the current code) in the next.",
+              "which code made each run, in the next.",
               ""]
     return lines
 
@@ -320,17 +321,13 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
              "relevant difference. The CIs are per claim (not widened for the Holm correction).", "",
              "Which code made which run. **Today's code, 8 seeds** (commit d83d9ee, 2026-11-26; two runs at a",
              "time on the 2 cores): the MNIST MLP data-scarce sweep, TREC, CARER and the 16-layer study (5a; the",
-             "32-layer one, 5b, has 3 seeds); MNIST deep sigmoid and the sensitivity studies (6a, 6b) at",
-             "commit b4a3e52 (2026-11-27, one run at a time; the same training code, except that seeds now",
-             "share compiled programs, which changes no result). Their",
+             "32-layer one, 5b, has 3 seeds); MNIST deep sigmoid, CIFAR-10 and the sensitivity studies (6a,",
+             "6b) at commit b4a3e52 (2026-11-27, one run at a time; the same training code, except that seeds",
+             "now share compiled programs, which changes no result). Every run's",
              "training time excludes compilation (issue #11), so the time-matched baseline's budget is SAL's",
-             "training calls and setup only, and its runs train about 3x SAL's bottom-level steps (in the",
-             "older runs, whose budget held every level's compilation, 2-10x). **Older code, 3 seeds**:",
-             "CIFAR-10. It predates `keep_freed_host_memory` (the CNN step is 1.4-1.8x faster with it, for SAL",
-             "and the baselines alike; accuracies change only where a time budget buys more steps) and",
-             "was rerun after issue #6's max-pool and projection order (accuracies within 1 point). In that",
-             "run a `train time` counts",
-             "compilation (one per level for SAL, one for a plain run) and excludes evaluation. The CIFAR-10",
+             "training calls and setup only, and its runs train about 2-4x SAL's bottom-level steps: the",
+             "time-matched baseline gets SAL's whole training time for its one model. No run predates",
+             "today's training code. The CIFAR-10",
              "copy here is a JPEG re-encoding. CARER uses 80 and 300 examples per class (the full set is too",
              "slow for one CPU core).", ""]
     headline_body, sections, found, missing, seeds, studies = [], [], [], [], set(), []

@@ -90,7 +90,7 @@ def test_make_results_writes_summary_first(tmp_path):
     assert len(counts) == 4 and totals == {str(sum(counts))}  # holds, reversed, no difference, inconclusive
     assert "MNIST deep sigmoid MLP (vanishing gradients), vs plain, epoch-matched: 500/class +65.0" in summary
     assert summary.count("\n") < 40  # one screen
-    assert "Holm-adjusted across the claims of one table" in text and "It predates `keep_freed_host_memory`" in text
+    assert "Holm-adjusted across the claims of one table" in text and "No run predates" in text
 
 
 def test_a_sensitivity_study_compares_each_setting_with_the_default_by_seed():

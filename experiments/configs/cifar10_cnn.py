@@ -1,15 +1,14 @@
 """Experiment 3 — CIFAR-10, small CNN ladder (1, 2, 3 conv blocks of 16, 32, 64 channels, BatchNorm).
 
-SAL vs plain (epoch- and time-matched) and both ablations, 3 seeds, at 500 and 1,000 training examples
+SAL vs plain (epoch- and time-matched) and both ablations, 8 seeds, at 500 and 1,000 training examples
 per class; test on all 10,000 test images. The
 CIFAR-10 copy behind experiments/results (../shared) is a JPEG re-encoding, so those accuracies are not comparable
 to papers; a copy prepared by TFDS (README, "Datasets") has the original pixels.
 
 Command:
     sal-jax --config=experiments/configs/cifar10_cnn.py --workdir=experiments/results/cifar10_cnn
-Run time on 2 CPU cores: 21 minutes, pinned to one of them (TFDS_DATA_DIR pointing at the prepared data),
-measured with an earlier version (commit a204e7e; the wall_time in experiments/results/cifar10_cnn/
-results.json), not since. `--config.quick=True`: one small cell, 84 s measured 2026-11-26 on a 2-core
+Run time on 2 CPU cores: 27.5 minutes (8 seeds; measured 2026-11-27 at commit b4a3e52, the wall_time in
+experiments/results/cifar10_cnn/results.json). `--config.quick=True`: one small cell, 84 s measured 2026-11-26 on a 2-core
 CPU shared with other jobs (an upper bound).
 """
 from sal_jax.config import default_config
@@ -18,7 +17,7 @@ from sal_jax.config import default_config
 def get_config():
     config = default_config()
     config.data.name = "cifar10"
-    config.num_seeds = 3
+    config.num_seeds = 8
     config.ablations = True
     config.model.family = "cnn"
     config.model.levels = (1, 2, 3)
