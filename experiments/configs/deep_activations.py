@@ -8,11 +8,10 @@ baseline per seed, 95% CI, d_z, Holm-adjusted p, verdict) and gives per point wh
 
 Command:
     sal-jax --config=experiments/configs/deep_activations.py --config.data.data_dir=../shared/tensorflow_datasets --workdir=experiments/results/deep_activations
-Run time on 2 CPU cores: run in two parts (experiments/RESULTS.md 5a and 5b, their commands there):
-16 layers with 8 seeds, 1004 s; 32 layers with 3 seeds, 732 s (the wall_times in experiments/results/
-deep_activations_16 and _32; commit d83d9ee, 2026-11-26, the two sharing the cores: upper bounds). The
-32-layer points with 8 seeds have not been run. `--config.quick=True` checks the pipeline in about a
-minute.
+Run time on 2 CPU cores: run in two parts (experiments/RESULTS.md 5a and 5b, their commands there), the
+wall_times in experiments/results/deep_activations_16 and _32: 16 layers, 1004 s (commit d83d9ee,
+2026-11-26, sharing the cores with another run: an upper bound); 32 layers, 1073 s (commit b4a3e52,
+2026-11-27, alone). `--config.quick=True` checks the pipeline in about a minute.
 """
 from sal_jax.config import default_config
 
