@@ -97,6 +97,12 @@ class Claim:
         return s.n > 1 and (s.ci_low > 0 or s.ci_high < 0) and not self.p_holm < stats.ALPHA
 
 
+def judged(rows: list[tuple[str, str, stats.PairedSummary]]) -> list[Claim]:
+    """(baseline, cell, summary) rows as Claims, their p-values Holm-adjusted together: the rows are the family."""
+    adjusted = stats.holm([s.p for *_, s in rows])
+    return [Claim(b, c, s, p, stats.verdict(s, p)) for (b, c, s), p in zip(rows, adjusted)]
+
+
 def claims(results: dict[str, Any]) -> list[Claim]:
     """One claim per baseline and cell (the rows of the experiment's claim table, in order), Holm-adjusted
     together: the table is the family."""
@@ -105,8 +111,7 @@ def claims(results: dict[str, Any]) -> list[Claim]:
         for cell in results["cells"]:
             diff = bottom_accuracies(cell, "SAL") - bottom_accuracies(cell, baseline)
             rows.append((baseline, cell_name(cell), stats.paired_summary(diff)))
-    adjusted = stats.holm([s.p for *_, s in rows])
-    return [Claim(b, c, s, p, stats.verdict(s, p)) for (b, c, s), p in zip(rows, adjusted)]
+    return judged(rows)
 
 
 def setting_claims(results: dict[str, Any]) -> list[Claim]:
@@ -126,8 +131,7 @@ def setting_claims(results: dict[str, Any]) -> list[Claim]:
         other = another_bottom(results, cell)
         rows.append(("SAL at the default", cell_name(cell) + (f" {ANOTHER_BOTTOM}" if other else ""),
                      stats.paired_summary(diff)))
-    adjusted = stats.holm([s.p for *_, s in rows])
-    return [Claim(b, c, s, p, stats.verdict(s, p)) for (b, c, s), p in zip(rows, adjusted)]
+    return judged(rows)
 
 
 ANOTHER_BOTTOM = "‡"
