@@ -19,6 +19,7 @@ def get_config():
     config.data.name = "cifar10"
     config.num_seeds = 8
     config.ablations = True
+    config.baselines.every_level = True  # each level also trained plain: RESULTS.md's "which level is best"
     config.model.family = "cnn"
     config.model.levels = (1, 2, 3)
     config.model.channels = (16, 32, 64)

@@ -21,6 +21,7 @@ def get_config():
     config.data.name = "mnist"
     config.num_seeds = 8
     config.ablations = True
+    config.baselines.every_level = True  # each level also trained plain: RESULTS.md's "which level is best"
     config.model.family = "mlp"
     config.model.width = 128
     config.train.batch_size = 64

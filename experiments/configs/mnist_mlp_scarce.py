@@ -19,6 +19,7 @@ def get_config():
     config.data.name = "mnist"
     config.num_seeds = 8
     config.ablations = True
+    config.baselines.every_level = True  # each level also trained plain: RESULTS.md's "which level is best"
     config.model.family = "mlp"
     config.model.levels = (1, 2, 4, 8)
     config.model.width = 128

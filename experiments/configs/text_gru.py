@@ -22,6 +22,7 @@ def get_config():
     config.data.max_len = 32
     config.num_seeds = 8
     config.ablations = True
+    config.baselines.every_level = True  # each level also trained plain: RESULTS.md's "which level is best"
     config.model.family = "rnn"
     config.model.levels = (1, 2, 3)
     config.model.hidden = 64
