@@ -32,6 +32,9 @@ class TrainState:
     params: Any          # {"model": the level's params, "projections": the guidance regressors ({} if none)}
     batch_stats: Any     # the level's BatchNorm statistics ({} if it has none)
     opt_state: Any
+    # The level's other variable collections, which neither the optimizer nor the step changes (e.g. a
+    # frozen GLAI level's "structure", sal_jax.models.glai): arguments of the step, saved with the state.
+    constants: Any = flax.struct.field(default_factory=dict)
 
 
 def init_state(student: nn.Module, tx: optax.GradientTransformation, key: jax.Array, sample_x: jax.Array,
@@ -39,19 +42,36 @@ def init_state(student: nn.Module, tx: optax.GradientTransformation, key: jax.Ar
     model_key, proj_key = jax.random.split(key)
     variables = init_level(student, model_key, sample_x)
     params = {"model": variables["params"], "projections": {}}
+    constants = level_constants(variables)
     if guidance is not None and guidance.projections is not None:
         (_, features), _ = apply_level(student, variables, sample_x, train=False)
         params["projections"] = guidance.projections.init(proj_key, features)["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params), constants=constants)
+
+
+def level_constants(variables: Variables) -> Variables:
+    """The collections of a level's variables that training leaves alone: all but params and batch_stats."""
+    return {k: v for k, v in variables.items() if k not in ("params", "batch_stats")}
 
 
 def level_variables(state: TrainState) -> Variables:
     """The level's own variables (projections dropped): what a finished level is, and what teaches next."""
-    variables = {"params": state.params["model"]}
+    variables = {"params": state.params["model"], **state.constants}
     if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
     return variables
+
+
+def batch_collections(batch: Batch) -> Variables:
+    """Batch entries named "<collection>/<name>" as variable collections of the level: per-example inputs
+    computed once per training set, e.g. a frozen GLAI level's gates (sal_jax.glai.gate_cache)."""
+    collections: Variables = {}
+    for key, value in batch.items():
+        if "/" in key:
+            collection, name = key.split("/", 1)
+            collections.setdefault(collection, {})[name] = value
+    return collections
 
 
 BATCH_KEYS = {"x": "the inputs", "y": "the integer labels",
@@ -69,13 +89,14 @@ def check_batch(batch: Batch) -> None:
 
 
 def loss_terms(student: nn.Module, guidance: Guidance | None, params: Any, batch_stats: Any,
-               teacher_variables: Variables | None, batch: Batch, step: jax.Array, train: bool
-               ) -> tuple[jax.Array, tuple[Metrics, Any]]:
+               teacher_variables: Variables | None, batch: Batch, step: jax.Array, train: bool,
+               constants: Variables | None = None) -> tuple[jax.Array, tuple[Metrics, Any]]:
     """L = CE + λ_h Σ_j D(P_j(h_a(j)), h^T_j) + λ_o T² KL(teacher ‖ student), and its terms. With
     guidance.layer_reduction "mean" the hidden term is averaged over the pairs j; with guidance.feature_norm
     both features of pair j are divided by the teacher's scale j (teacher_variables[FEATURE_SCALES])."""
     check_batch(batch)
-    variables = {"params": params["model"], **({"batch_stats": batch_stats} if batch_stats else {})}
+    variables = {"params": params["model"], **({"batch_stats": batch_stats} if batch_stats else {}),
+                 **(constants or {}), **batch_collections(batch)}
     (logits, features), new_batch_stats = apply_level(student, variables, batch["x"], train)
     weight = batch["weight"]
     ce = cross_entropy(logits, batch["y"], weight)
@@ -151,7 +172,7 @@ def gradient_diagnostics_fn(student: nn.Module, guidance: Guidance) -> Callable[
 
     def weighted_terms(params: Any, state: TrainState, teacher_variables: Variables | None, batch: Batch):
         _, (metrics, _) = loss_terms(student, guidance, params, state.batch_stats, teacher_variables, batch,
-                                     state.step, True)
+                                     state.step, True, state.constants)
         terms = {"ce": metrics["ce"]}
         if "hidden" in metrics:
             terms["hidden"] = guidance.hidden_weight(state.step) * metrics["hidden"]
@@ -195,11 +216,12 @@ def train_step_fn(student: nn.Module, tx: optax.GradientTransformation, guidance
             batch = {**batch, "x": augment(batch["x"], jax.random.fold_in(augment_key, state.step))}
         grad_fn = jax.grad(loss_terms, argnums=2, has_aux=True)
         grads, (metrics, batch_stats) = grad_fn(student, guidance, state.params, state.batch_stats,
-                                                teacher_variables, batch, state.step, True)
+                                                teacher_variables, batch, state.step, True, state.constants)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics.update(layer_grad_norms(grads))
-        return TrainState(state.step + 1, params, batch_stats, opt_state), metrics
+        return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                             opt_state=opt_state), metrics
     return train_step
 
 
@@ -227,7 +249,7 @@ def eval_step_fn(student: nn.Module, guidance: Guidance | None = None
 
     def eval_step(state: TrainState, teacher_variables: Variables | None, batch: Batch) -> Metrics:
         _, (metrics, _) = loss_terms(student, guidance, state.params, state.batch_stats,
-                                     teacher_variables, batch, state.step, False)
+                                     teacher_variables, batch, state.step, False, state.constants)
         count = jnp.sum(batch["weight"])
         sums = {k: v * count for k, v in metrics.items()}
         sums["count"] = count
