@@ -273,7 +273,7 @@ def _check_alive(snapshot: Snapshot) -> None:
 def progress_record(progress) -> dict[str, Any]:
     """The JSON part of a Progress (its sums are saved as arrays)."""
     return {"epoch": progress.epoch, "step_in_epoch": progress.step_in_epoch, "train_time": progress.train_time,
-            "history": progress.history, "has_sums": progress.sums is not None}
+            "history": progress.history, "has_sums": progress.sums is not None, "monitor": progress.monitor}
 
 
 def newest_readable(manager: ocp.CheckpointManager, directory: str, read: Callable[[int], Any],
@@ -320,16 +320,18 @@ def latest_metadata(directory: str) -> dict[str, Any]:
     return found
 
 
-def load_level(directory: str, level: int, module: Any = None) -> tuple[Any, Any]:
+def load_level(directory: str, level: int, module: Any = None, kind: str = "sal") -> tuple[Any, Any]:
     """(module, variables) of SAL level `level` (1 = top) from a ladder run's checkpoint directory: the
-    newest finished training of that level. Built-in levels are rebuilt from the saved config; pass
-    `module` for a ladder of your own modules."""
+    newest finished training of that level (a GLAI level's: its value phase, once that has finished).
+    `kind` "plain_epoch_matched" or "plain_time_matched": that plain baseline of the level instead.
+    Built-in levels are rebuilt from the saved config; pass `module` for a ladder of your own modules."""
     meta = latest_metadata(directory)
     phases, done = meta["metadata"]["phases"], len(meta["completed"])
-    matches = [i for i, p in enumerate(phases[:done]) if p["kind"] == "sal" and p["level"] == level]
+    matches = [i for i, p in enumerate(phases[:done]) if p["kind"] == kind and p["level"] == level]
     if not matches:
-        finished = sorted({p["level"] for p in phases[:done] if p["kind"] == "sal"})
-        raise ConfigError(f"level {level} has not finished training in {directory} (finished levels: {finished})")
+        finished = sorted({p["level"] for p in phases[:done] if p["kind"] == kind})
+        what = "level" if kind == "sal" else f"the {kind} baseline of level"
+        raise ConfigError(f"{what} {level} has not finished training in {directory} (finished levels: {finished})")
     variables = meta["finished"][str(matches[-1])]
     if module is None:
         from sal_jax.models import make_level
@@ -355,7 +357,8 @@ def _built_in_mismatch(module: Any, family: str, variables: Any) -> str | None:
     params = variables.get("params", {}) if isinstance(variables, dict) else {}
     # Parameter shapes of the built-in levels depend on the input only through the first layer's input
     # width, read from the saved first layer; image size and sequence length change no parameter.
-    first = {"mlp": ("dense_0", lambda k: (1, k.shape[0])), "cnn": ("conv_0", lambda k: (1, 4, 4, k.shape[2]))}
+    first = {"mlp": ("dense_0", lambda k: (1, k.shape[0])), "glai": ("dense_0", lambda k: (1, k.shape[0])),
+             "cnn": ("conv_0", lambda k: (1, 4, 4, k.shape[2]))}
     if family in first:
         name, shape = first[family]
         layer = params.get(name)
@@ -367,7 +370,9 @@ def _built_in_mismatch(module: Any, family: str, variables: Any) -> str | None:
         sample = jax.ShapeDtypeStruct((1, 4), jnp.int32)  # token ids
     shapes = lambda tree: {jax.tree_util.keystr(path): tuple(leaf.shape)
                            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-    saved, built = shapes(variables), shapes(abstract_level(module, sample)[1])
+    # the collections training adds (a frozen GLAI level's structure) are not the module's to create
+    trained = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
+    saved, built = shapes(trained), shapes(abstract_level(module, sample)[1])
     for path in sorted(saved.keys() | built.keys()):
         if path not in built:
             return f"it has {path}, which the built-in level lacks"

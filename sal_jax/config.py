@@ -19,23 +19,31 @@ def default_config() -> ml_collections.ConfigDict:
     config.deterministic = False
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "digits"
+    config.data.name = "digits"        # digits | mnist | cifar10 | trec | emotion | npz (your own arrays: data.path)
     config.data.data_dir = ""          # "" = the loader's default (TFDS_DATA_DIR for TFDS datasets)
     config.data.per_class = 0          # > 0: a class-balanced training subset of this many per class
     config.data.subset_seed = 0        # which subset; fixed across seeds so every method sees the same data
     config.data.max_len = 32           # text: tokens per example (truncated / padded)
     config.data.augment = False        # images: random crop (pad 4) + horizontal flip, on device
+    config.data.path = ""              # name "npz": a .npz of x_train, y_train, x_test, y_test (+ num_classes)
 
     config.model = ml_collections.ConfigDict()
-    config.model.family = "mlp"        # mlp | cnn | rnn
+    config.model.family = "mlp"        # mlp | cnn | rnn | glai
     config.model.levels = (1, 2, 4, 8)  # per level: hidden layers (mlp), conv blocks (cnn), recurrent layers (rnn)
-    config.model.width = 64            # mlp
+    config.model.width = 64            # mlp, glai
     config.model.activation = "relu"   # mlp: relu | tanh | sigmoid | gelu
     config.model.channels = (16, 32, 64, 128)  # cnn: channels of conv block 1, 2, ...
     config.model.batch_norm = True     # cnn
     config.model.hidden = 64           # rnn
     config.model.embed_dim = 64        # rnn
     config.model.cell = "gru"          # rnn: gru | lstm
+
+    # GLAI levels (config.model.family = "glai"; sal_jax/glai.py): ReLU MLPs whose structure (activation
+    # pattern) is frozen once stable, after which only the values train.
+    config.glai = ml_collections.ConfigDict()
+    config.glai.flip_threshold = 0.01       # freeze at the first epoch end where at most this fraction of gates flipped
+    config.glai.max_structure_fraction = 0.5  # ... and at the latest after this fraction of the level's epochs
+    config.glai.probe_size = 512            # the gates are watched on the first probe_size training inputs
 
     config.train = ml_collections.ConfigDict()
     config.train.epochs = 20           # per level and round

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 from tqdm.auto import tqdm
 
-from sal_jax import chunks, parallel
+from sal_jax import chunks, glai, parallel
 from sal_jax.data.arrays import ArrayDataset, epoch_order
 from sal_jax.data.images import augment_images
 from sal_jax.determinism import apply_determinism
@@ -29,8 +29,8 @@ from sal_jax.errors import TrainingDiverged
 from sal_jax.guidance import make_guidance
 from sal_jax.levels import Variables
 from sal_jax.optimizers import make_optimizer
-from sal_jax.step import (TrainState, eval_step_fn, gradient_diagnostics_fn, init_state, level_variables,
-                          train_step_fn)
+from sal_jax.step import (TrainState, eval_step_fn, gradient_diagnostics_fn, init_state, level_constants,
+                          level_variables, train_step_fn)
 from sal_jax.teacher_cache import compile_teacher_forward, teacher_cache, with_feature_scales
 from sal_jax.validation import validate_run
 
@@ -73,6 +73,7 @@ class Progress:
     train_time: float = 0.0             # seconds of training so far
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     sums: dict[str, Any] | None = None  # the current epoch's metric sums so far (on device)
+    monitor: dict[str, Any] | None = None  # what train_level's `monitor` keeps between epochs (JSON)
 
 
 class ChunkHook(Protocol):
@@ -135,7 +136,7 @@ def setup_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
         if start_from is not None:
             params = {**state.params, "model": start_from["params"]}
             state = state.replace(params=params, batch_stats=start_from.get("batch_stats", {}),
-                                  opt_state=tx.init(params))
+                                  opt_state=tx.init(params), constants=level_constants(start_from))
     return guidance, tx, state
 
 
@@ -144,7 +145,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                 start_from: Variables | None = None, time_budget: float | None = None, name: str = "",
                 progress: bool = False, resume: tuple[TrainState, Progress] | None = None,
                 on_chunk: ChunkHook | None = None, log: LevelLog | None = None,
-                program_cache: chunks.ProgramCache | None = None) -> LevelRun:
+                program_cache: chunks.ProgramCache | None = None, monitor: glai.StructureMonitor | None = None,
+                continue_from: LevelRun | None = None) -> LevelRun:
     """Trains `student` (level `level`, 1-based) on `data`, guided by the frozen teacher if given.
 
     teacher: the frozen level above, (module, variables) -- e.g. sal_jax.checkpoint.load_level's result.
@@ -158,6 +160,10 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     log: receives each call's and each epoch's metrics (e.g. sal_jax.summaries.LevelLog: TensorBoard).
     program_cache: where the level's compiled programs are looked up and kept (`program_key`): a later
       seed's training of the same level then compiles nothing.
+    monitor: watches every epoch end and may end training early (a GLAI level's structure phase:
+      sal_jax.glai.StructureMonitor); what it keeps is part of the progress, so checkpointed.
+    continue_from: an earlier part of this level's training (a GLAI level's structure phase, whose
+      variables `start_from` has frozen): its epochs, steps, history and training time continue here.
 
     A non-finite loss term or gradient stops training with TrainingDiverged (one line: the level, round,
     step and the term that went non-finite first), before `on_chunk` sees the state: nothing after it is
@@ -180,6 +186,12 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     guidance, tx, state = setup_level(student, data, config, level=level, round_=round_, epochs=epochs,
                                       teacher=teacher, start_from=start_from)
     state, prog = resume if resume is not None else (state, Progress())
+    if resume is None and continue_from is not None:
+        state = state.replace(step=jnp.asarray(continue_from.steps, jnp.int32))
+        prog = Progress(epoch=len(continue_from.history), train_time=continue_from.train_time,
+                        history=list(continue_from.history))
+    if monitor is not None and prog.monitor is None:
+        prog.monitor = monitor.start(state.params["model"], data.x_train)
     shardings = parallel.step_shardings(mesh, state, teacher_variables)
     # Initialised eagerly on the CPU (a jitted init can differ in the last bit, e.g. an RNN's orthogonal
     # init; see setup_level), then laid out on the mesh. Always a copy (may_alias=False): the train step donates
@@ -194,7 +206,7 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     # Tracing and compiling happen apart from the training clock: compilation is the compiler's cost, not
     # training's, and with a compilation cache it would make a time-matched budget depend on the cache.
     compile_start = time.perf_counter()
-    key = program_key(student, teacher, data, config, epochs)
+    key = program_key(student, teacher, data, config, epochs, state)
     reused = None if program_cache is None else program_cache.get(key)
     cached = use_teacher_cache(config, guidance)
     scaled = guidance is not None and guidance.use_hidden and guidance.feature_norm != "none"
@@ -206,6 +218,7 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
 
     setup_start = time.perf_counter()
     cache = teacher_cache(guidance, teacher_variables, data.x_train, train.batch_size, forward) if cached else {}
+    cache.update(glai.gate_cache(student, level_variables(state), data.x_train, train.batch_size))
     if scaled:  # the teacher's feature RMS on the training set: an argument of the steps, laid out like the teacher
         teacher_variables = with_feature_scales(guidance, teacher_variables, data.x_train, train.batch_size,
                                                 forward, cache)
@@ -232,6 +245,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     sizer = chunks.ChunkSizer(train.steps_per_call)
 
     def finished() -> bool:
+        if monitor is not None and (prog.monitor["stable"] or prog.epoch >= monitor.max_epochs):
+            return True
         # A time budget is judged by process 0's clock: all processes must stop at the same step.
         return prog.epoch >= epochs if time_budget is None else parallel.agree(prog.train_time >= time_budget)
 
@@ -279,6 +294,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                                                                offset))
                 row.update({f"diag_{k}": float(v) for k, v in diagnostics.items()})
             prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None
+            if monitor is not None:
+                prog.monitor = monitor.epoch_end(state.params["model"], data.x_train, prog.monitor, row)
             if finished() or prog.epoch % train.eval_every == 0:
                 test = chunks.evaluate(programs.evaluate, programs.eval_zeros, state, teacher_variables, test_split)
                 row.update({f"test_{k}": v for k, v in test.items()})
@@ -298,15 +315,16 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
 
 
 def program_key(student: nn.Module, teacher: nn.Module | None, data: ArrayDataset,
-                config: ml_collections.ConfigDict, epochs: int) -> tuple:
+                config: ml_collections.ConfigDict, epochs: int, state: TrainState) -> tuple:
     """What a level's compiled programs (sal_jax.chunks.ProgramCache) depend on besides their arguments'
     values: the modules, the data's shapes, every setting but the seed -- which enters a program only as
-    the key of on-device augmentation -- and, when guided, the epochs (the guidance schedule's length)."""
+    the key of on-device augmentation --, when guided, the epochs (the guidance schedule's length), and
+    the level's constant collections (a frozen GLAI level runs another program than an unfrozen one)."""
     settings = config.to_dict()
     seed = settings.pop("seed")
     return (id(student), id(teacher), data.x_train.shape, data.x_test.shape, str(data.x_train.dtype),
             json.dumps(settings, sort_keys=True, default=str), epochs if teacher is not None else None,
-            seed if config.data.augment else None, jax.process_count())
+            seed if config.data.augment else None, jax.process_count(), tuple(sorted(state.constants)))
 
 
 def _log_call(log: LevelLog, step: int, steps: int, sums: dict[str, Any], logged: dict[str, Any] | None
@@ -360,6 +378,7 @@ class Phase:
     kind: str    # "sal", "plain_epoch_matched" or "plain_time_matched"
     level: int   # 1-based
     round: int
+    part: str = ""  # "structure": a GLAI level's structure phase; the phase after it continues that training
 
 
 BASELINE_KINDS = {"plain_epoch_matched": "epoch-matched", "plain_time_matched": "time-matched"}
@@ -367,14 +386,22 @@ BASELINE_KINDS = {"plain_epoch_matched": "epoch-matched", "plain_time_matched": 
 
 def ladder_phases(num_levels: int, config: ml_collections.ConfigDict) -> list[Phase]:
     """What a ladder run trains, in order: SAL level by level and round by round, then the baselines:
-    the bottom level's, or with config.baselines.every_level every level's, top first."""
+    the bottom level's, or with config.baselines.every_level every level's, top first. A GLAI level's
+    first training (round 1, and each baseline) is two phases: its structure phase, then the rest."""
+    glai_levels = config.model.family == "glai"
+
+    def trained(phase: Phase) -> list[Phase]:
+        if not glai_levels or phase.round > 1:
+            return [phase]
+        return [dataclasses.replace(phase, name=f"{phase.name} structure", part="structure"), phase]
+
     phases = [Phase(f"SAL r{r} L{k}", "sal", k, r)
               for r in range(1, config.train.rounds + 1) for k in range(1, num_levels + 1)]
     wanted = [kind for kind in BASELINE_KINDS if config.baselines[kind.removeprefix("plain_")]]
     for k in range(1 if config.baselines.every_level else num_levels, num_levels + 1):
         level = "" if k == num_levels else f" L{k}"  # the bottom's names are those of runs before every_level
         phases += [Phase(f"plain{level} ({BASELINE_KINDS[kind]})", kind, k, 1) for kind in wanted]
-    return phases
+    return [part for phase in phases for part in trained(phase)]
 
 
 def phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Phase], done: Sequence[LevelRun],
@@ -385,13 +412,34 @@ def phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Pha
         return runs[-1].variables if runs else None
 
     if phase.kind == "plain_epoch_matched":
-        return {"epochs": config.train.epochs * config.train.rounds}
-    if phase.kind == "plain_time_matched":  # SAL's time until this level was final: all of it for the bottom
+        inputs = {"epochs": config.train.epochs * config.train.rounds}
+    elif phase.kind == "plain_time_matched":  # SAL's time until this level was final: all of it for the bottom
         last = max(i for i, p in enumerate(phases) if p.kind == "sal" and p.level == phase.level)
-        return {"time_budget": sum(run.train_time for run, p in zip(done, phases[:last + 1]) if p.kind == "sal")}
-    guided = phase.level > 1
-    return {"round_": phase.round, "start_from": latest(phase.level),
-            "teacher": (levels[phase.level - 2], latest(phase.level - 1)) if guided else None}
+        # a structure phase's time is counted by the phase that continues it
+        inputs = {"time_budget": sum(run.train_time for run, p in zip(done, phases[:last + 1])
+                                     if p.kind == "sal" and not p.part)}
+    else:
+        guided = phase.level > 1
+        inputs = {"round_": phase.round, "start_from": latest(phase.level),
+                  "teacher": (levels[phase.level - 2], latest(phase.level - 1)) if guided else None}
+    return {**inputs, **glai_phase_inputs(phase, levels, phases, done, config, inputs.get("epochs"))}
+
+
+def glai_phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Phase], done: Sequence[LevelRun],
+                      config: ml_collections.ConfigDict, epochs: int | None) -> dict[str, Any]:
+    """A GLAI level's phase (sal_jax.glai): the structure phase is watched by a StructureMonitor and ends at
+    the latest after config.glai.max_structure_fraction of the epochs; the phase after it starts from its
+    frozen variables and continues its epochs, steps, history and clock."""
+    index = len(done)
+    if phase.part == "structure":
+        epochs = config.train.epochs if epochs is None else epochs
+        return {"monitor": glai.StructureMonitor(
+            levels[phase.level - 1].hidden_layers, config.glai.probe_size, config.glai.flip_threshold,
+            max_epochs=max(1, math.floor(config.glai.max_structure_fraction * epochs)))}
+    if index > 0 and phases[index - 1].part == "structure":
+        structure_run = done[index - 1]
+        return {"start_from": glai.freeze(structure_run.variables), "continue_from": structure_run}
+    return {}
 
 
 def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
@@ -463,10 +511,11 @@ def _kept_checkpoints(store) -> Iterator[None]:
 
 def phase_run_name(phase: Phase, rounds: int, num_levels: int) -> str:
     """A phase's TensorBoard run (folder) name: level2, round2_level3, plain_time_matched (the bottom's),
-    plain_time_matched_level2."""
+    plain_time_matched_level2; a GLAI structure phase's with "_structure" appended."""
+    suffix = f"_{phase.part}" if phase.part else ""
     if phase.kind != "sal":
-        return phase.kind if phase.level == num_levels else f"{phase.kind}_level{phase.level}"
-    return f"level{phase.level}" if rounds == 1 else f"round{phase.round}_level{phase.level}"
+        return (phase.kind if phase.level == num_levels else f"{phase.kind}_level{phase.level}") + suffix
+    return (f"level{phase.level}" if rounds == 1 else f"round{phase.round}_level{phase.level}") + suffix
 
 
 @contextlib.contextmanager
@@ -517,10 +566,12 @@ def _resume_point(store, levels: Sequence[nn.Module], data: ArrayDataset, config
 
 
 def _ladder_result(phases: Sequence[Phase], done: Sequence[LevelRun]) -> LadderResult:
+    # a GLAI structure phase is part of the phase after it, whose run holds both (history, steps, time)
+    finished = [(p, run) for p, run in zip(phases, done) if not p.part]
     plain: dict[int, dict[str, LevelRun]] = {}
-    for p, run in zip(phases, done):
+    for p, run in finished:
         if p.kind != "sal":
             plain.setdefault(p.level, {})[p.kind] = run
     bottom = plain.get(max(p.level for p in phases), {})
-    return LadderResult([run for p, run in zip(phases, done) if p.kind == "sal"],
+    return LadderResult([run for p, run in finished if p.kind == "sal"],
                         bottom.get("plain_epoch_matched"), bottom.get("plain_time_matched"), plain)

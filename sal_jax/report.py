@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from sal_jax import stats
 from sal_jax.ladder import LadderResult, LevelRun
 from sal_jax.sweep import point_label, point_tag
+from sal_jax.models.glai import STRUCTURE
 
 Record = dict[str, Any]
 BASELINES = {"plain_epoch_matched": "plain, epoch-matched", "plain_time_matched": "plain, time-matched"}
@@ -33,8 +34,10 @@ def run_record(run: LevelRun) -> Record:
 
 
 def param_count(variables: Record) -> int:
-    """Trainable parameters of a level's variables (BatchNorm statistics are not parameters)."""
-    return sum(int(np.size(leaf)) for leaf in jax.tree.leaves(variables.get("params", {})))
+    """Parameters of a level's variables: its trained ones and a frozen GLAI level's structure (weights it
+    needs to compute its outputs), not BatchNorm statistics."""
+    return sum(int(np.size(leaf)) for leaf in jax.tree.leaves([variables.get("params", {}),
+                                                                 variables.get(STRUCTURE, {})]))
 
 
 def ladder_record(result: LadderResult, seed: int) -> Record:

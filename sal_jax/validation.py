@@ -14,7 +14,7 @@ from sal_jax.data.arrays import ArrayDataset
 from sal_jax.errors import ConfigError, is_integer, is_number
 from sal_jax.guidance import SCHEDULES
 from sal_jax.levels import abstract_level, num_params
-from sal_jax.models import CNN, MLP, RNN
+from sal_jax.models import CNN, MLP, RNN, GlaiMLP
 from sal_jax.losses import DISTANCES, FEATURE_NORMS, LAYER_REDUCTIONS, align_layers, parse_layer_map
 from sal_jax.optimizers import OPTIMIZERS
 
@@ -46,9 +46,21 @@ def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> 
                           f"of {data.name!r} ({len(data.x_train)} examples)")
     data_size, fsdp = parallel.mesh_shape(config.parallel, jax.device_count(), jax.process_count())
     parallel.check_batch_size(train.batch_size, data_size, fsdp)
+    if config.model.family == "glai":
+        validate_glai(config.glai)
     on_device_mb = config.parallel.data_on_device_mb
     if not is_number(on_device_mb) or not on_device_mb >= 0:  # `not >=`: NaN fails too
         raise ConfigError(f"config.parallel.data_on_device_mb: must be a number >= 0, got {on_device_mb!r}")
+
+
+def validate_glai(glai: ml_collections.ConfigDict) -> None:
+    """config.glai: when a GLAI level freezes its structure (sal_jax.glai)."""
+    _positive(glai.probe_size, "glai.probe_size")
+    if not is_number(glai.flip_threshold) or not 0 <= glai.flip_threshold <= 1:
+        raise ConfigError(f"config.glai.flip_threshold: must be a fraction in [0, 1], got {glai.flip_threshold!r}")
+    if not is_number(glai.max_structure_fraction) or not 0 < glai.max_structure_fraction < 1:
+        raise ConfigError(f"config.glai.max_structure_fraction: must be in (0, 1) (the value phase needs epochs), "
+                          f"got {glai.max_structure_fraction!r}")
 
 
 def validate_run(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict) -> None:
@@ -62,6 +74,7 @@ def validate_run(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_col
 # (flattened to one feature), trains silently on the wrong thing.
 _INPUTS = {CNN: (lambda x: x.ndim == 4, "images of shape (N, H, W, C)"),
            MLP: (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)"),
+           GlaiMLP: (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)"),
            RNN: (lambda x: x.ndim == 2 and np.issubdtype(x.dtype, np.integer),
                  "integer token ids of shape (N, L)")}
 

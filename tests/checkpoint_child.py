@@ -1,15 +1,18 @@
 """A training run for the checkpoint tests, run as a subprocess that kills itself at a chosen point.
 
-    python tests/checkpoint_child.py DIR OUT.npz MODE AT [ROUNDS] [STEPS_PER_CALL]
+    python tests/checkpoint_child.py DIR OUT.npz MODE AT [ROUNDS] [STEPS_PER_CALL] [FAMILY]
 MODE "kill" sends SIGKILL to itself right after the training call that reaches step AT (and after any
 save at its end); MODE "term" (or "int") sends SIGTERM (SIGINT) there (the run must save and stop at the
 end of the next call); MODE "term_in_setup" sends SIGTERM as this
 process starts computing a teacher cache for the AT-th time (a phase's setup: the run must stop there,
 before that phase's first step); MODE "kill_after_level" sends SIGKILL right after the
 phase-end checkpoint of phase AT is written; MODE "none" runs to the end. ROUNDS (default 1) is
-config.train.rounds; STEPS_PER_CALL (default 1) config.train.steps_per_call. On completion the final variables of every phase (every round of every level,
-then the baseline) are written to OUT.npz. TensorBoard events go to DIR_tensorboard.
+config.train.rounds; STEPS_PER_CALL (default 1) config.train.steps_per_call; FAMILY (default mlp)
+config.model.family ("glai": each level's structure is frozen within its 3 epochs). On completion the
+final variables of every phase (every round of every level, then the baseline) are written to OUT.npz,
+their histories to OUT.npz.json. TensorBoard events go to DIR_tensorboard.
 """
+import json
 import os
 import signal
 import sys
@@ -31,8 +34,10 @@ from sal_jax.models import make_ladder  # noqa: E402
 STEP_SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}
 
 
-def child_config(rounds: int = 1, steps_per_call: int = 1):
+def child_config(rounds: int = 1, steps_per_call: int = 1, family: str = "mlp"):
     c = default_config()
+    c.model.family = family
+    c.glai.flip_threshold, c.glai.max_structure_fraction = 0.05, 0.67  # frozen after epoch 1 or 2 of 3
     c.train.rounds = rounds
     # One step per call unless asked: a kill or a signal then lands after exactly the step named (calls of
     # several steps act at their ends: test_checkpoint's chunked test).
@@ -50,8 +55,14 @@ def phase_leaves(result) -> list:
     return jax.tree.leaves([[run.variables for run in result.sal], result.plain_epoch_matched.variables])
 
 
-def main(directory, out, mode, at, rounds="1", steps_per_call="1"):
-    at, config = int(at), child_config(int(rounds), int(steps_per_call))
+def phase_histories(result) -> list:
+    """Every phase's history without its clock (train_time), in training order: what must reproduce."""
+    runs = [*result.sal, result.plain_epoch_matched]
+    return [[{k: v for k, v in row.items() if k != "train_time"} for row in run.history] for run in runs]
+
+
+def main(directory, out, mode, at, rounds="1", steps_per_call="1", family="mlp"):
+    at, config = int(at), child_config(int(rounds), int(steps_per_call), family)
     original_call, original_save = checkpoint.PhaseHook.__call__, checkpoint.RunCheckpointer.save
     sent = []
 
@@ -85,6 +96,8 @@ def main(directory, out, mode, at, rounds="1", steps_per_call="1"):
         print(stop, file=sys.stderr)
         sys.exit(stop.exit_code)
     np.savez(out, *[np.asarray(leaf) for leaf in phase_leaves(result)])
+    with open(f"{out}.json", "w") as f:
+        json.dump(phase_histories(result), f)
 
 
 if __name__ == "__main__":

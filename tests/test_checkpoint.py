@@ -1,5 +1,6 @@
 """Exact resume after SIGKILL and SIGTERM anywhere in the ladder; corrupt checkpoints; config changes;
 loading a trained level from disk."""
+import json
 import random
 import re
 import subprocess
@@ -12,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from checkpoint_child import child_config, phase_leaves
+from checkpoint_child import child_config, phase_histories, phase_leaves
 from conftest import blobs
 from promises import assert_reproduced
 from sal_jax.checkpoint import config_differences, flat_config, load_level
@@ -47,9 +48,9 @@ def reference(references):
     return references(1)
 
 
-def run_child(directory, out, mode="none", at=0, rounds=1, steps_per_call=1):
+def run_child(directory, out, mode="none", at=0, rounds=1, steps_per_call=1, family="mlp"):
     return subprocess.run([sys.executable, str(CHILD), str(directory), str(out), mode, str(at), str(rounds),
-                           str(steps_per_call)], capture_output=True, text=True, timeout=300)
+                           str(steps_per_call), family], capture_output=True, text=True, timeout=300)
 
 
 # Where a backend does not reproduce a program bit for bit (a GPU outside deterministic mode), an
@@ -66,12 +67,12 @@ def assert_bit_identical(out, reference):
     assert_reproduced(leaves, reference, atol=RESUME_ATOL)
 
 
-def kill_and_resume(directory, out, kills, rounds=1):
+def kill_and_resume(directory, out, kills, rounds=1, family="mlp"):
     """Runs the child once per kill in `kills` (each must die by SIGKILL), then once to the end."""
     for mode, at in kills:
-        proc = run_child(directory, out, mode, at, rounds)
+        proc = run_child(directory, out, mode, at, rounds, family=family)
         assert proc.returncode == -9, (mode, at, proc.stderr[-2000:])
-    proc = run_child(directory, out, rounds=rounds)
+    proc = run_child(directory, out, rounds=rounds, family=family)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "resuming" in proc.stderr
     assert not list(Path(directory).glob("*.orbax-checkpoint-tmp*"))  # no half-written save left behind
@@ -114,6 +115,22 @@ def test_sigkill_during_round_2_then_resume_is_bit_identical_in_every_phase(tmp_
     assert_each_step_logged_once(tmp_path / "ckpt_tensorboard", {
         **{f"round{r}_level{k}": PHASE_STEPS for r in (1, 2) for k in (1, 2, 3)},
         "plain_epoch_matched": 2 * PHASE_STEPS})
+
+
+def test_glai_killed_in_and_around_its_structure_phase_resumes_bit_identical(tmp_path):
+    """A GLAI ladder (each level a structure phase of 1 or 2 epochs, as its monitor decides, then the value
+    phase) killed inside the first structure phase (the monitor's pattern of the initial weights must come
+    back with the progress), right after that phase's end is saved (the freeze happens on resume), and
+    twice later: the final variables and every history, flip fractions included, equal the uninterrupted
+    run's."""
+    config = child_config(family="glai")
+    result = train_ladder(make_ladder(config.model, 3), blobs(), config)
+    assert any("structure_flips" in row for row in result.sal[0].history)
+    kills = [("kill", 2), ("kill_after_level", 1), ("kill", 17), ("kill", 30)]
+    kill_and_resume(tmp_path / "ckpt", tmp_path / "final.npz", kills, family="glai")
+    assert_bit_identical(tmp_path / "final.npz", [np.asarray(leaf) for leaf in phase_leaves(result)])
+    assert_reproduced(json.loads((tmp_path / "final.npz.json").read_text()), phase_histories(result),
+                      atol=RESUME_ATOL)
 
 
 def test_three_rounds_with_checkpoints_equal_three_rounds_without(tmp_path, references):

@@ -11,12 +11,13 @@ import flax.linen as nn
 
 from sal_jax.errors import ConfigError
 from sal_jax.models.cnn import CNN
+from sal_jax.models.glai import GlaiMLP
 from sal_jax.models.mlp import ACTIVATIONS, MLP
 from sal_jax.models.rnn import CELLS, RNN
 
-FAMILIES = ("mlp", "cnn", "rnn")
+FAMILIES = ("mlp", "cnn", "rnn", "glai")
 
-__all__ = ["CNN", "MLP", "RNN", "FAMILIES", "make_level", "make_ladder"]
+__all__ = ["CNN", "GlaiMLP", "MLP", "RNN", "FAMILIES", "make_level", "make_ladder"]
 
 
 def make_level(family: str, index: int, model: ml_collections.ConfigDict, num_classes: int,
@@ -27,6 +28,8 @@ def make_level(family: str, index: int, model: ml_collections.ConfigDict, num_cl
         if model.activation not in ACTIVATIONS:
             raise ConfigError(f"config.model.activation: unknown {model.activation!r}; choose from {sorted(ACTIVATIONS)}")
         return MLP(depth, model.width, num_classes, model.activation)
+    if family == "glai":  # ReLU by definition: its structure is the ReLUs' on/off pattern
+        return GlaiMLP(depth, model.width, num_classes)
     if family == "cnn":
         if depth > len(model.channels):
             raise ConfigError(f"config.model.levels: level {index + 1} asks for {depth} blocks but "
