@@ -7,11 +7,12 @@ import ml_collections
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.data.digits import load_digits_dataset
 from sal_jax.data.images import IMAGE_DATASETS, load_image_dataset
+from sal_jax.data.npz import load_npz_dataset
 from sal_jax.data.subsets import per_class_subset
 from sal_jax.data.text import LABEL_NAMES, load_text_dataset
 from sal_jax.errors import ConfigError
 
-DATASETS = ("digits", *IMAGE_DATASETS, *LABEL_NAMES)
+DATASETS = ("digits", *IMAGE_DATASETS, *LABEL_NAMES, "npz")
 
 
 def _load_full(data: ml_collections.ConfigDict, family: str) -> ArrayDataset:
@@ -24,6 +25,8 @@ def _load_full(data: ml_collections.ConfigDict, family: str) -> ArrayDataset:
             raise ConfigError(f"config.data.data_dir: text dataset {data.name!r} needs the folder that holds "
                               f'trec/ and emotion/ (README, "Datasets")')
         return load_text_dataset(data.name, data.data_dir, max_len=data.max_len)[0]
+    if data.name == "npz":
+        return load_npz_dataset(data.path)
     raise ConfigError(f"config.data.name: unknown dataset {data.name!r}; choose from {list(DATASETS)}")
 
 
