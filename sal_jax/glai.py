@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -145,22 +146,52 @@ def matched_mlp_width(in_dim: int, glai_width: int, hidden_layers: int, num_clas
     return int(widths[np.argmin(np.abs(counts - target))])
 
 
+def _path_flows(params: Variables, hidden_layers: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """(squared kernels W_l^2 of every layer, head included; into; out): into[l] = 1' W_0^2 ... W_{l-1}^2,
+    the summed squared-weight products of all paths from the inputs into layer l's inputs (into[0] = 1),
+    and out[l] = W_{l+1}^2 ... W_head^2 1, from layer l's outputs to the outputs (out[-1] = 1)."""
+    names = [f"dense_{i}" for i in range(hidden_layers)] + ["head"]
+    squares = [np.asarray(params[name]["kernel"], np.float64) ** 2 for name in names]
+    into = [np.ones(squares[0].shape[0])]
+    for square in squares[:-1]:
+        into.append(into[-1] @ square)
+    out = [np.ones(squares[-1].shape[1])]
+    for square in reversed(squares[1:]):
+        out.insert(0, square @ out[0])
+    return squares, into, out
+
+
 def unit_path_norms(params: Variables, hidden_layers: int) -> list[np.ndarray]:
     """The l2 path norm through each hidden unit of the values: the square root of the sum, over the
     input-to-output paths through the unit, of the product of their squared weights (biases left out):
-    sqrt(into_l * out_l) with into_l = 1' W_1^2 ... W_l^2 and out_l = W_{l+1}^2 ... W_head^2 1 (elementwise
-    squares). One array of `width` norms per hidden layer."""
+    sqrt(into * out) at the unit. One array of `width` norms per hidden layer."""
+    _, into, out = _path_flows(params, hidden_layers)
+    return [np.sqrt(into[l + 1] * out[l]) for l in range(hidden_layers)]
+
+
+def weight_path_norms(params: Variables, hidden_layers: int) -> list[np.ndarray]:
+    """The l2 path norm through each weight of the values (every layer's kernel, the head's too): the
+    square root of the sum over the paths through that edge of their squared-weight products,
+    sqrt(into_i * w_ij^2 * out_j)."""
+    squares, into, out = _path_flows(params, hidden_layers)
+    return [np.sqrt(into[l][:, None] * square * out[l][None, :]) for l, square in enumerate(squares)]
+
+
+def prune_weights(variables: Variables, hidden_layers: int, keep: float) -> Variables:
+    """A frozen GLAI level with only the fraction `keep` of each layer's value weights left (those of
+    largest path norm; biases kept), the others zeroed. As for prune_units the structure stays whole, so
+    every path whose edges are all kept contributes exactly as before."""
+    if not is_frozen(variables):
+        raise ValueError("prune_weights: prune a frozen GLAI level (sal_jax.glai.freeze)")
+    if not 0 < keep <= 1:
+        raise ValueError(f"prune_weights: keep must be a fraction in (0, 1], got {keep}")
+    params = jax.tree.map(np.array, variables["params"])
     names = [f"dense_{i}" for i in range(hidden_layers)] + ["head"]
-    squares = [np.asarray(params[name]["kernel"], np.float64) ** 2 for name in names]
-    into, flow = [], np.ones(squares[0].shape[0])
-    for square in squares[:-1]:
-        flow = flow @ square
-        into.append(flow)
-    out, flow = [], np.ones(squares[-1].shape[1])
-    for square in reversed(squares[1:]):
-        flow = square @ flow
-        out.insert(0, flow)
-    return [np.sqrt(a * b) for a, b in zip(into, out)]
+    for name, norms in zip(names, weight_path_norms(params, hidden_layers)):
+        k = max(1, math.floor(keep * norms.size))
+        removed = np.argsort(-norms, axis=None, kind="stable")[k:]
+        params[name]["kernel"].reshape(-1)[removed] = 0
+    return {**variables, "params": jax.tree.map(jnp.asarray, params)}
 
 
 def prune_units(variables: Variables, hidden_layers: int, keep: list[int]) -> Variables:

@@ -119,6 +119,36 @@ def test_unit_path_norms_by_hand():
     np.testing.assert_allclose(norms, [np.sqrt(60.0), np.sqrt(1.0)])
 
 
+def test_weight_path_norms_by_hand():
+    params = {"dense_0": {"kernel": np.array([[1.0, 2.0], [3.0, 0.0]]), "bias": np.zeros(2)},
+              "head": {"kernel": np.array([[1.0, 1.0, 2.0], [0.5, 0.0, 0.0]]), "bias": np.zeros(3)}}
+    # into the inputs: 1; out of hidden unit 0: 1 + 1 + 4 = 6, of unit 1: 0.25. Into hidden 0: 1 + 9, 1: 4 + 0
+    first, head = glai.weight_path_norms(params, 1)
+    np.testing.assert_allclose(first, np.sqrt([[1 * 6, 4 * 0.25], [9 * 6, 0.0]]))
+    np.testing.assert_allclose(head, np.sqrt([[10 * 1, 10 * 1, 10 * 4], [4 * 0.25, 0, 0]]))
+
+
+def test_weight_pruning_keeps_a_fraction_of_each_layer_and_every_kept_path():
+    """Each layer keeps floor(keep * size) weights, those of largest path norm; the pruned level's output
+    is the sum over the paths whose edges were all kept, the gates those of the whole structure."""
+    model = GlaiMLP(2, 6, 3)
+    x = jax.random.normal(jax.random.key(4), (10, 5))
+    frozen = glai.freeze(model.init(jax.random.key(5), x))
+    pruned = glai.prune_weights(frozen, 2, 0.4)
+    p, q = jax.tree.map(np.asarray, frozen["params"]), jax.tree.map(np.asarray, pruned["params"])
+    for name, norms in zip(["dense_0", "dense_1", "head"], glai.weight_path_norms(p, 2)):
+        kept = q[name]["kernel"] != 0
+        assert kept.sum() == int(0.4 * norms.size)
+        assert norms[kept].min() >= norms[~kept].max()
+        np.testing.assert_array_equal(q[name]["kernel"][kept], p[name]["kernel"][kept])
+    gates = glai.activation_pattern(frozen, x, 2)
+    h = np.asarray(x)
+    for i in range(2):
+        h = gates[i] * (h @ q[f"dense_{i}"]["kernel"] + p[f"dense_{i}"]["bias"])
+    np.testing.assert_allclose(model.apply(pruned, x)[0], h @ q["head"]["kernel"] + p["head"]["bias"],
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_pruning_removes_exactly_the_paths_through_pruned_units():
     """One hidden layer: the logits are b_head + sum_j g_j(x) (w_j . x + b_j) v_j; pruning keeps the terms
     of the kept units (those of largest path norm) exactly and drops the others."""
