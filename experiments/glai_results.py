@@ -1,0 +1,221 @@
+"""The GLAI claims of issue #14, judged from a glai.py run (experiments/configs/glai.py): its results.json
+(two sweep points per training-set size, `glai` and `mlp`, the same seeds and batches) and, for pruning,
+the pruning.json that experiments/glai_pruning.py adds.
+
+    python experiments/glai_results.py RUN_DIR    (prints the section; make_results.py includes it)
+
+Each claim is judged per training-set size on per-seed paired differences (sal_jax.stats: mean, 95% t CI,
+d_z, two-sided paired t-test), Holm-adjusted across the rows of its table:
+- accuracy (points, last-epoch test accuracy): GLAI vs the MLP of equal parameter count, both plain and
+  epoch-matched; the same at GLAI's training time (the MLP's accuracy at the last evaluated epoch it
+  reached within GLAI's training time, read from its curve: every epoch is evaluated); SAL over GLAI
+  levels against plain GLAI and plain MLP; SAL over MLP levels against plain MLP.
+- training time: log(GLAI / MLP) of the plain runs' training time for the same epochs, and of the time and
+  steps each needs to reach a target accuracy (99% of the plain MLP's mean last-epoch accuracy in that
+  cell); a run that never reaches it is left out and counted.
+- structure: when each GLAI level froze (epoch, and whether its flip fraction or the epoch limit decided),
+  and its test accuracy then against at the end (descriptive).
+- pruning: the pruned plain GLAI's accuracy minus the unpruned one's, per kept fraction of hidden units
+  and of value weights (no retraining).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from make_results import Claim, _num, _p, judged, read_results, verdict_label  # noqa: E402
+from sal_jax import stats  # noqa: E402
+
+TARGET_FRACTION = 0.99  # of the plain MLP's mean last-epoch accuracy: the time-to-accuracy target
+
+
+def size_label(per_class: int, train: int) -> str:
+    return f"{per_class}/class ({train:,} ex.)" if per_class else f"full ({train:,} ex.)"
+
+
+def paired_cells(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(size label, glai cell, mlp cell) per training-set size, their seeds checked equal."""
+    by_size: dict[int, dict[str, Any]] = {}
+    for cell in results["cells"]:
+        by_size.setdefault(cell["per_class"], {})[cell["point"]["model.family"]] = cell
+    pairs = []
+    for per_class, cells in by_size.items():
+        glai_cell, mlp_cell = cells["glai"], cells["mlp"]
+        if [r["seed"] for r in glai_cell["runs"]] != [r["seed"] for r in mlp_cell["runs"]]:
+            raise ValueError(f"glai: the glai and mlp points at {per_class}/class ran different seeds")
+        pairs.append((size_label(per_class, glai_cell["dataset"]["train"]), glai_cell, mlp_cell))
+    return pairs
+
+
+def final(runs: list[dict[str, Any]], method: str) -> np.ndarray:
+    """Last-epoch test accuracy (points) per seed of `method`: "sal" (the bottom level) or a baseline kind."""
+    records = [r["sal"][-1] if method == "sal" else r[method] for r in runs]
+    return np.array([rec["final_test_accuracy"] for rec in records]) * 100
+
+
+def accuracy_at_time(history: list[dict[str, float]], seconds: float) -> float:
+    """Test accuracy (points) at the last evaluated epoch whose cumulative training time is within
+    `seconds` (the first epoch's if even that one took longer)."""
+    rows = [row for row in history if "test_accuracy" in row]
+    within = [row for row in rows if row["train_time"] <= seconds] or rows[:1]
+    return within[-1]["test_accuracy"] * 100
+
+
+def time_to_target(record: dict[str, Any], target: float) -> tuple[float, int]:
+    """(training seconds, steps) until the first evaluated epoch at or above `target` (points); (inf, -1)
+    if never."""
+    steps_per_epoch = record["steps"] / len(record["history"])
+    for row in record["history"]:
+        if "test_accuracy" in row and row["test_accuracy"] * 100 >= target:
+            return row["train_time"], int(round(row["epoch"] * steps_per_epoch))
+    return math.inf, -1
+
+
+def accuracy_claims(pairs) -> list[Claim]:
+    rows = []
+    for size, g, m in pairs:
+        plain = "plain_epoch_matched"
+        at_glai_time = np.array([accuracy_at_time(mr[plain]["history"], gr[plain]["train_time"])
+                                 for gr, mr in zip(g["runs"], m["runs"])])
+        rows += [("GLAI beats the MLP of equal params (plain, same epochs)", size,
+                  stats.paired_summary(final(g["runs"], plain) - final(m["runs"], plain))),
+                 ("GLAI beats the MLP at GLAI's training time", size,
+                  stats.paired_summary(final(g["runs"], plain) - at_glai_time)),
+                 ("SAL over GLAI levels beats plain GLAI", size,
+                  stats.paired_summary(final(g["runs"], "sal") - final(g["runs"], plain))),
+                 ("SAL over GLAI levels beats the plain MLP", size,
+                  stats.paired_summary(final(g["runs"], "sal") - final(m["runs"], plain))),
+                 ("SAL over MLP levels beats the plain MLP", size,
+                  stats.paired_summary(final(m["runs"], "sal") - final(m["runs"], plain)))]
+    return judged(rows)
+
+
+def time_rows(pairs) -> list[tuple[str, str, stats.PairedSummary, int]]:
+    """(claim, size, summary of 100 * log(GLAI / MLP), runs left out) for the training-time claims."""
+    rows = []
+    for size, g, m in pairs:
+        glai_runs, mlp_runs = [r["plain_epoch_matched"] for r in g["runs"]], [r["plain_epoch_matched"] for r in m["runs"]]
+        target = TARGET_FRACTION * float(np.mean(final(m["runs"], "plain_epoch_matched")))
+        same_epochs = [math.log(a["train_time"] / b["train_time"]) for a, b in zip(glai_runs, mlp_runs)]
+        reached = [(time_to_target(a, target), time_to_target(b, target)) for a, b in zip(glai_runs, mlp_runs)]
+        both = [(ga, mb) for ga, mb in reached if ga[1] > 0 and mb[1] > 0]
+        rows += [("training time for the same epochs", size, stats.paired_summary(100 * np.array(same_epochs)), 0),
+                 (f"time to {target:.1f}% test accuracy", size,
+                  stats.paired_summary(100 * np.array([math.log(ga[0] / mb[0]) for ga, mb in both])), len(reached) - len(both)),
+                 (f"steps to {target:.1f}% test accuracy", size,
+                  stats.paired_summary(100 * np.array([math.log(ga[1] / mb[1]) for ga, mb in both])), len(reached) - len(both))]
+    return rows
+
+
+def time_table(rows) -> list[str]:
+    adjusted = stats.holm([s.p for _, _, s, _ in rows])
+    lines = ["| GLAI / MLP (plain, equal params) | training set | runs | ratio | 95% CI | p (Holm) | verdict |",
+             "|" + " --- |" * 7]
+    for (claim, size, s, left_out), p in zip(rows, adjusted):
+        ratio = lambda x: "–" if not np.isfinite(x) else f"{math.exp(x / 100):.2f}"
+        verdict = ("GLAI faster" if s.mean < 0 else "GLAI slower") if p < stats.ALPHA else "no significant difference"
+        runs = f"{s.n}" + (f" ({left_out} never reached it)" if left_out else "")
+        ci = "–" if s.n < 2 else f"{ratio(s.ci_low)} to {ratio(s.ci_high)}"
+        lines.append(f"| {claim} | {size} | {runs} | {ratio(s.mean)} | {ci} | {_p(p)} | **{verdict}** |")
+    return lines
+
+
+def structure_lines(pairs, threshold: float) -> list[str]:
+    lines = ["| training set | GLAI level | froze at epoch (median, range) | of epochs | froze by the flip threshold | "
+             "test acc at the freeze → last (pts) |", "|" + " --- |" * 6]
+    for size, g, _ in pairs:
+        kinds = {f"SAL level {k}": (lambda r, k=k: r["sal"][k - 1]) for k in range(1, len(g["runs"][0]["sal"]) + 1)}
+        kinds["plain (epoch-matched)"] = lambda r: r["plain_epoch_matched"]
+        for name, pick in kinds.items():
+            records = [pick(r) for r in g["runs"]]
+            frozen = [[row for row in rec["history"] if "structure_flips" in row] for rec in records]
+            epochs = np.array([len(f) for f in frozen])
+            by_threshold = sum(f[-1]["structure_flips"] <= threshold for f in frozen)
+            at_freeze = np.mean([rec["history"][len(f) - 1].get("test_accuracy", np.nan) for rec, f in zip(records, frozen)])
+            last = np.mean([rec["final_test_accuracy"] for rec in records])
+            lines.append(f"| {size} | {name} | {np.median(epochs):.0f} ({epochs.min()}–{epochs.max()}) | "
+                         f"{len(records[0]['history'])} | {by_threshold} of {len(records)} | "
+                         f"{100 * at_freeze:.1f} → {100 * last:.1f} |")
+    return lines
+
+
+def pruning_claims(pruning: dict[str, Any]) -> list[Claim]:
+    rows = []
+    for size, cell in pruning["cells"].items():
+        full, params = np.array(cell["accuracy"]["none"]) * 100, cell["params"]
+        for name, accuracy in cell["accuracy"].items():
+            if name != "none":
+                what, keep = name.split()
+                rows.append((f"keeping {float(keep):.0%} of the {'hidden units' if what == 'units' else 'value weights'} "
+                             f"({params[name]:,} of {params['none']:,} params) loses nothing", size,
+                             stats.paired_summary(np.array(accuracy) * 100 - full)))
+    return judged(rows)
+
+
+def claim_rows(cl: list[Claim], what: str) -> list[str]:
+    lines = [f"| claim | training set | seeds | {what} (pts) | 95% CI | d_z | p (Holm) | verdict |", "|" + " --- |" * 8]
+    for c in cl:
+        s = c.summary
+        ci = "–" if s.n < 2 else f"{_num(s.ci_low)} to {_num(s.ci_high)}"
+        lines.append(f"| {c.baseline} | {c.cell} | {s.n} | {_num(s.mean)} | {ci} | {_num(s.d_z, '+.2f')} | "
+                     f"{_p(c.p_holm)} | **{verdict_label(c)}** |")
+    return lines
+
+
+def plots(pairs, folder: str) -> list[str]:
+    """Per training-set size: the flip fraction per epoch of plain GLAI, and test accuracy against
+    training time of plain GLAI and plain MLP (means over seeds, epoch by epoch)."""
+    names = []
+    for size, g, m in pairs:
+        tag = f"pc{g['per_class']}"
+        fig = Figure(figsize=(10, 3.8))
+        flips, curves = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+        for r in g["runs"]:
+            rows = [row for row in r["plain_epoch_matched"]["history"] if "structure_flips" in row]
+            flips.plot([row["epoch"] for row in rows], [row["structure_flips"] for row in rows], color="C0", alpha=0.6)
+        flips.set(yscale="log", xlabel="epoch", ylabel="fraction of probe gates flipped",
+                  title=f"plain GLAI's structure phase, {size}")
+        for cell, label, color in ((g, "plain GLAI", "C0"), (m, "plain MLP, equal params", "C1")):
+            histories = [r["plain_epoch_matched"]["history"] for r in cell["runs"]]
+            time = np.mean([[row["train_time"] for row in h] for h in histories], axis=0)
+            accuracy = np.mean([[row["test_accuracy"] * 100 for row in h] for h in histories], axis=0)
+            curves.plot(time, accuracy, marker=".", color=color, label=label)
+        curves.set(xlabel="training time (s; compilation and evaluation excluded)", ylabel="test accuracy (%)",
+                   title="accuracy against training time (mean of seeds)")
+        curves.legend()
+        fig.tight_layout()
+        name = f"glai_{tag}.png"
+        fig.savefig(os.path.join(folder, name), dpi=90)
+        names.append(name)
+    return names
+
+
+def section(folder: str, link_prefix: str = "") -> list[str]:
+    """The markdown of one glai.py run (without its title)."""
+    results = read_results(folder)
+    pairs = paired_cells(results)
+    threshold = results["config"]["glai"]["flip_threshold"]
+    lines = ["### Accuracy", ""] + claim_rows(accuracy_claims(pairs), "difference") + [""]
+    lines += ["### Training time (ratios GLAI / MLP: geometric means over seeds, CI and test on the logs)", ""]
+    lines += time_table(time_rows(pairs)) + [""]
+    lines += ["### When the structure froze", ""] + structure_lines(pairs, threshold) + [""]
+    pruning_path = os.path.join(folder, "pruning.json")
+    if os.path.exists(pruning_path):
+        with open(pruning_path) as f:
+            pruning = json.load(f)
+        lines += ["### Path-norm pruning of the plain GLAI level (values only; the structure stays whole)", ""]
+        lines += claim_rows(pruning_claims(pruning), "pruned − unpruned") + [""]
+    lines += [f"![GLAI {size}]({link_prefix}{name})" for (size, *_), name in zip(pairs, plots(pairs, folder))]
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(section(sys.argv[1])))
