@@ -107,11 +107,12 @@ def time_rows(pairs) -> list[tuple[str, str, stats.PairedSummary, int]]:
         same_epochs = [math.log(a["train_time"] / b["train_time"]) for a, b in zip(glai_runs, mlp_runs)]
         reached = [(time_to_target(a, target), time_to_target(b, target)) for a, b in zip(glai_runs, mlp_runs)]
         both = [(ga, mb) for ga, mb in reached if ga[1] > 0 and mb[1] > 0]
-        rows += [("training time for the same epochs", size, stats.paired_summary(100 * np.array(same_epochs)), 0),
-                 (f"time to {target:.1f}% test accuracy", size,
-                  stats.paired_summary(100 * np.array([math.log(ga[0] / mb[0]) for ga, mb in both])), len(reached) - len(both)),
-                 (f"steps to {target:.1f}% test accuracy", size,
-                  stats.paired_summary(100 * np.array([math.log(ga[1] / mb[1]) for ga, mb in both])), len(reached) - len(both))]
+        rows.append(("training time for the same epochs", size, stats.paired_summary(100 * np.array(same_epochs)), 0))
+        if both:  # pairs where neither run reached the target have no ratio
+            for what, i in (("time", 0), ("steps", 1)):
+                rows.append((f"{what} to {target:.1f}% test accuracy", size,
+                             stats.paired_summary(100 * np.array([math.log(ga[i] / mb[i]) for ga, mb in both])),
+                             len(reached) - len(both)))
     return rows
 
 
