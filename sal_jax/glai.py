@@ -45,9 +45,18 @@ def freeze(variables: Variables) -> Variables:
 
 def activation_pattern(variables: Variables, x: Any, hidden_layers: int) -> Pattern:
     """The gates of inputs `x`: from the frozen structure if there is one, else from the params (an
-    unfrozen level is an ordinary ReLU MLP)."""
-    source = variables.get(STRUCTURE, variables["params"])
-    return [np.asarray(g) for g in _gates(source, jnp.asarray(x), hidden_layers)]
+    unfrozen level is an ordinary ReLU MLP). Computed on this process alone, from a host copy of the
+    weights: they may be laid out over several processes' devices (sal_jax.parallel)."""
+    source = host_copy(variables.get(STRUCTURE, variables["params"]))
+    return [np.asarray(g) for g in _gates(source, np.asarray(x), hidden_layers)]
+
+
+def host_copy(tree: Any) -> Any:
+    """NumPy copies of a pytree's arrays, gathered from every process if they span several."""
+    if all(not isinstance(leaf, jax.Array) or leaf.is_fully_addressable for leaf in jax.tree.leaves(tree)):
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 _gates = jax.jit(structure_gates, static_argnums=2)

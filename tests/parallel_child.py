@@ -3,7 +3,7 @@
     python tests/parallel_child.py '{"runs": [{"data": 4, "fsdp": 2}, ...], "out": "x.npz", ...}'
 
 The parent sets XLA_FLAGS=--xla_force_host_platform_device_count=N. Spec keys:
-  runs: the meshes to train on, in turn: {"data": -1 | n, "fsdp": n[, "rounds": r]}; results go to out
+  runs: the meshes to train on, in turn: {"data": -1 | n, "fsdp": n[, "rounds": r, "family": f]}; results go to out
     as "<i>/<key>"
   out: .npz path (several processes: each writes out with ".p<process id>" inserted)
   num_processes, process_id, port: join a multi-process run on 127.0.0.1:port (gloo CPU collectives)
@@ -52,6 +52,7 @@ def record(result) -> dict[str, np.ndarray]:
     for key in ("train_loss", "test_loss"):  # runs differ in length (the baseline: epochs x rounds)
         out[key] = np.array([row[key] for run in runs for row in run.history])
     out["row_run"] = np.array([i for i, run in enumerate(runs) for _ in run.history])
+    out["structure_flips"] = np.array([row.get("structure_flips", -1.0) for run in runs for row in run.history])
     out["compiles"] = np.array([[run.compiles["train"], run.compiles["eval"]] for run in runs])
     out["mesh_devices"] = np.array([leaf.sharding.num_devices for leaf in leaves])
     out["fsdp_split"] = np.array(sum(parallel.FSDP in str(leaf.sharding.spec) for leaf in leaves))
@@ -87,6 +88,7 @@ def main(spec: dict) -> None:
         config.train.rounds = mesh.get("rounds", 1)
         config.train.batch_size = mesh.get("batch_size", 128)
         config.train.steps_per_call = mesh.get("steps_per_call", 0)
+        config.model.family = mesh.get("family", "mlp")  # "glai": each level frozen after its 2nd epoch at the latest
         try:
             result = train_ladder(make_ladder(config.model, data.num_classes), data, config,
                                   checkpoint_dir=spec.get("checkpoint_dir"), log_dir=spec.get("log_dir"))

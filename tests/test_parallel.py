@@ -43,6 +43,10 @@ ONE_R2, FSDP_R2 = len(MESHES), len(MESHES) + 1
 # process sending its rows of 3 batches at a time (the host layout); index CHUNKED, after ROUND_2.
 CHUNKED_RUN = {"data": 4, "fsdp": 2, "batch_size": 32, "steps_per_call": 3}
 CHUNKED = ONE_R2 + 2
+# GLAI levels (structure frozen within 2 of the 4 epochs; the structure split over "fsdp" like the params, each
+# example's gates cached and split with its batch) on 1 device and on 4 x 2 FSDP: GLAI_ONE, GLAI_FSDP.
+GLAI_RUNS = [{"data": 1, "fsdp": 1, "family": "glai"}, {"data": 4, "fsdp": 2, "family": "glai"}]
+GLAI_ONE, GLAI_FSDP = CHUNKED + 1, CHUNKED + 2
 TOLERANCE = 1e-5            # float32: summation order differs between meshes, nothing else does
 TERM_AT = 5                 # SIGTERM after step 5: level 1 is done (4 steps), level 2 is mid-way
 
@@ -102,7 +106,8 @@ def assert_same_run(got: dict, want: dict, got_run: int = 0, want_run: int = 0) 
 def meshes(tmp_path_factory) -> dict:
     """The ladder on each of MESHES, then ROUND_2, in one process with 8 devices."""
     out = str(tmp_path_factory.mktemp("meshes") / "meshes.npz")
-    (result,) = run_processes({"runs": MESHES + ROUND_2 + [CHUNKED_RUN], "out": out}, processes=1, devices=8)
+    (result,) = run_processes({"runs": MESHES + ROUND_2 + [CHUNKED_RUN] + GLAI_RUNS, "out": out}, processes=1,
+                              devices=8)
     return result
 
 
@@ -132,6 +137,22 @@ def test_two_processes_match_one_process_with_eight_devices(meshes, tmp_path):
     for key in first:  # metrics and (gathered) variables are the same on both processes
         np.testing.assert_array_equal(first[key], second[key])
     print(f"max |param difference|, 2 processes vs 1: {assert_same_run(first, meshes, 0, EIGHT)}")
+
+
+def test_glai_levels_agree_on_one_device_eight_with_fsdp_and_two_processes(meshes, tmp_path):
+    """A GLAI ladder: the same structure-phase flips (so the same freeze), losses and variables on every
+    topology; on 4 x 2 FSDP the frozen structure is split like the params."""
+    assert (meshes[f"{GLAI_FSDP}/fsdp_split"] > meshes[f"{FSDP}/fsdp_split"]).all()  # structure kernels too
+    assert (meshes[f"{GLAI_FSDP}/compiles"] == 1).all() and (meshes[f"{GLAI_FSDP}/mesh_devices"] == 8).all()
+    flips = meshes[f"{GLAI_ONE}/structure_flips"]
+    assert (flips >= 0).sum() >= 3  # each of the 3 trainings measured at least one structure epoch
+    np.testing.assert_array_equal(meshes[f"{GLAI_FSDP}/structure_flips"], flips)
+    print(f"max |param difference|, GLAI, 4x2 vs 1 device: {assert_same_run(meshes, meshes, GLAI_FSDP, GLAI_ONE)}")
+    first, second = run_processes({"runs": [GLAI_RUNS[1]], "out": str(tmp_path / "glai.npz")}, processes=2, devices=4)
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+    np.testing.assert_array_equal(first["0/structure_flips"], flips)
+    print(f"max |param difference|, GLAI, 2 processes vs 1: {assert_same_run(first, meshes, 0, GLAI_FSDP)}")
 
 
 def test_two_processes_run_calls_of_several_steps_like_one_process(meshes, tmp_path):
