@@ -24,6 +24,7 @@ import json
 import math
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from make_results import Claim, _num, _p, judged, read_results, verdict_label  # noqa: E402
 from sal_jax import stats  # noqa: E402
 
+PRUNING_WORDS = {"holds": "gains accuracy", "reversed": "loses accuracy"}  # the verdicts of "pruning loses nothing"
 TARGET_FRACTION = 0.99  # of the plain MLP's mean last-epoch accuracy: the time-to-accuracy target
 
 
@@ -110,22 +112,46 @@ def time_rows(pairs) -> list[tuple[str, str, stats.PairedSummary, int]]:
         rows.append(("training time for the same epochs", size, stats.paired_summary(100 * np.array(same_epochs)), 0))
         if both:  # pairs where neither run reached the target have no ratio
             for what, i in (("time", 0), ("steps", 1)):
-                rows.append((f"{what} to {target:.1f}% test accuracy", size,
+                rows.append((f"{what} to the target accuracy ({target:.1f}%)", size,
                              stats.paired_summary(100 * np.array([math.log(ga[i] / mb[i]) for ga, mb in both])),
                              len(reached) - len(both)))
     return rows
 
 
-def time_table(rows) -> list[str]:
+@dataclass(frozen=True)
+class TimeClaim:
+    """A training-time comparison GLAI / MLP in one cell: the summary of 100 * log(ratio) per seed."""
+
+    claim: str
+    cell: str
+    summary: stats.PairedSummary
+    left_out: int  # pairs where a run never reached the target
+    p_holm: float
+
+    @property
+    def verdict(self) -> str:
+        if self.p_holm < stats.ALPHA:
+            return "GLAI faster" if self.summary.mean < 0 else "GLAI slower"
+        return "no significant difference"
+
+    def ratio(self, x: float) -> str:
+        return "–" if not np.isfinite(x) else f"{math.exp(x / 100):.2f}"
+
+
+def time_claims(pairs) -> list[TimeClaim]:
+    rows = time_rows(pairs)
     adjusted = stats.holm([s.p for _, _, s, _ in rows])
+    return [TimeClaim(claim, size, s, left_out, p) for (claim, size, s, left_out), p in zip(rows, adjusted)]
+
+
+def time_table(claims: list[TimeClaim]) -> list[str]:
     lines = ["| GLAI / MLP (plain, equal params) | training set | runs | ratio | 95% CI | p (Holm) | verdict |",
              "|" + " --- |" * 7]
-    for (claim, size, s, left_out), p in zip(rows, adjusted):
-        ratio = lambda x: "–" if not np.isfinite(x) else f"{math.exp(x / 100):.2f}"
-        verdict = ("GLAI faster" if s.mean < 0 else "GLAI slower") if p < stats.ALPHA else "no significant difference"
-        runs = f"{s.n}" + (f" ({left_out} never reached it)" if left_out else "")
-        ci = "–" if s.n < 2 else f"{ratio(s.ci_low)} to {ratio(s.ci_high)}"
-        lines.append(f"| {claim} | {size} | {runs} | {ratio(s.mean)} | {ci} | {_p(p)} | **{verdict}** |")
+    for c in claims:
+        s = c.summary
+        runs = f"{s.n}" + (f" ({c.left_out} never reached it)" if c.left_out else "")
+        ci = "–" if s.n < 2 else f"{c.ratio(s.ci_low)} to {c.ratio(s.ci_high)}"
+        lines.append(f"| {c.claim} | {c.cell} | {runs} | {c.ratio(s.mean)} | {ci} | {_p(c.p_holm)} | **{c.verdict}** |")
     return lines
 
 
@@ -156,18 +182,23 @@ def pruning_claims(pruning: dict[str, Any]) -> list[Claim]:
             if name != "none":
                 what, keep = name.split()
                 rows.append((f"keeping {float(keep):.0%} of the {'hidden units' if what == 'units' else 'value weights'} "
-                             f"({params[name]:,} of {params['none']:,} params) loses nothing", size,
+                             "loses nothing", f"{size}; {params[name]:,} of {params['none']:,} params",
                              stats.paired_summary(np.array(accuracy) * 100 - full)))
     return judged(rows)
 
 
-def claim_rows(cl: list[Claim], what: str) -> list[str]:
+def claim_rows(cl: list[Claim], what: str, words: dict[str, str] | None = None) -> list[str]:
+    """A claim table; `words` renames the verdicts "holds" and "reversed" (e.g. for pruning, where the
+    question is whether accuracy is lost)."""
     lines = [f"| claim | training set | seeds | {what} (pts) | 95% CI | d_z | p (Holm) | verdict |", "|" + " --- |" * 8]
     for c in cl:
         s = c.summary
         ci = "–" if s.n < 2 else f"{_num(s.ci_low)} to {_num(s.ci_high)}"
+        label = verdict_label(c)
+        for word, replacement in (words or {}).items():
+            label = label.replace(word, replacement) if label.startswith(word) else label
         lines.append(f"| {c.baseline} | {c.cell} | {s.n} | {_num(s.mean)} | {ci} | {_num(s.d_z, '+.2f')} | "
-                     f"{_p(c.p_holm)} | **{verdict_label(c)}** |")
+                     f"{_p(c.p_holm)} | **{label}** |")
     return lines
 
 
@@ -199,6 +230,46 @@ def plots(pairs, folder: str) -> list[str]:
     return names
 
 
+def run_claims(folder: str) -> dict[str, list]:
+    """Every judged claim of one glai.py run: {"accuracy": [Claim], "time": [TimeClaim], "pruning": [Claim]}."""
+    pairs = paired_cells(read_results(folder))
+    pruning_path = os.path.join(folder, "pruning.json")
+    pruning = []
+    if os.path.exists(pruning_path):
+        with open(pruning_path) as f:
+            pruning = pruning_claims(json.load(f))
+    return {"accuracy": accuracy_claims(pairs), "time": time_claims(pairs), "pruning": pruning}
+
+
+def summary_lines(runs: list[tuple[str, dict[str, list]]]) -> list[str]:
+    """One line per GLAI claim over every run and training-set size: its verdicts counted, and the
+    significant ones listed (run, size, mean and CI)."""
+    def significant(c) -> bool:
+        return c.p_holm < stats.ALPHA
+
+    def shown(run: str, c, mean: str, low: str, high: str) -> str:
+        return f"{run} {c.cell.split(' (')[0].split(';')[0]} {mean} ({low} to {high})"
+
+    lines = []
+    for kind in ("accuracy", "time", "pruning"):
+        name = (lambda c: c.claim.split(" (")[0]) if kind == "time" else (lambda c: c.baseline)
+        words = PRUNING_WORDS if kind == "pruning" else {}
+        for label in dict.fromkeys(name(c) for _, claims in runs for c in claims[kind]):
+            chosen = [(run, c) for run, claims in runs for c in claims[kind] if name(c) == label]
+            counts: dict[str, int] = {}
+            for _, c in chosen:
+                key = c.verdict.split(" (")[0].split(" larger")[0]
+                key = words.get(key, key)
+                counts[key] = counts.get(key, 0) + 1
+            sig = [shown(run, c, f"{c.ratio(c.summary.mean)}x" if kind == "time" else _num(c.summary.mean),
+                         c.ratio(c.summary.ci_low) if kind == "time" else _num(c.summary.ci_low),
+                         c.ratio(c.summary.ci_high) if kind == "time" else _num(c.summary.ci_high))
+                   + f": {words.get(c.verdict, c.verdict)}" for run, c in chosen if significant(c)]
+            lines.append(f"- {label}: " + ", ".join(f"{k} {n}" for k, n in counts.items())
+                         + (f" of {len(chosen)}" if counts else "") + ("; significant: " + "; ".join(sig) if sig else ""))
+    return lines
+
+
 def section(folder: str, link_prefix: str = "") -> list[str]:
     """The markdown of one glai.py run (without its title)."""
     results = read_results(folder)
@@ -206,14 +277,14 @@ def section(folder: str, link_prefix: str = "") -> list[str]:
     threshold = results["config"]["glai"]["flip_threshold"]
     lines = ["### Accuracy", ""] + claim_rows(accuracy_claims(pairs), "difference") + [""]
     lines += ["### Training time (ratios GLAI / MLP: geometric means over seeds, CI and test on the logs)", ""]
-    lines += time_table(time_rows(pairs)) + [""]
+    lines += time_table(time_claims(pairs)) + [""]
     lines += ["### When the structure froze", ""] + structure_lines(pairs, threshold) + [""]
     pruning_path = os.path.join(folder, "pruning.json")
     if os.path.exists(pruning_path):
         with open(pruning_path) as f:
             pruning = json.load(f)
         lines += ["### Path-norm pruning of the plain GLAI level (values only; the structure stays whole)", ""]
-        lines += claim_rows(pruning_claims(pruning), "pruned − unpruned") + [""]
+        lines += claim_rows(pruning_claims(pruning), "pruned − unpruned", PRUNING_WORDS) + [""]
     lines += [f"![GLAI {size}]({link_prefix}{name})" for (size, *_), name in zip(pairs, plots(pairs, folder))]
     return lines
 

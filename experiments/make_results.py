@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "..")]  # glai_results; sal_jax
 from sal_jax import report, stats  # noqa: E402
 from sal_jax.sweep import point_label  # noqa: E402
 
@@ -57,6 +57,19 @@ EXPERIMENTS = [  # (results folder, title, command)
     ("sensitivity_deep_tanh", "6b. Sensitivity: MNIST 16-layer tanh MLP at 500/class, one setting at a time",
      "sal-jax --config=experiments/configs/sensitivity.py:deep_tanh --config.data.data_dir=../shared/tensorflow_datasets "
      "--workdir=experiments/results/sensitivity_deep_tanh"),
+]
+GLAI_RUNS = [  # (results folder, title, commands): GLAI against the MLP of equal parameters (issue #14)
+    ("glai_digits", "7a. GLAI vs the MLP of equal parameters: digits",
+     "sal-jax --config=experiments/configs/glai.py:digits --workdir=experiments/results/glai_digits\n"
+     "python experiments/glai_pruning.py experiments/results/glai_digits"),
+    ("glai_mnist", "7b. GLAI vs the MLP of equal parameters: MNIST",
+     "sal-jax --config=experiments/configs/glai.py:mnist --config.data.data_dir=../shared/tensorflow_datasets "
+     "--workdir=experiments/results/glai_mnist\npython experiments/glai_pruning.py experiments/results/glai_mnist"),
+    ("glai_cifar10_head", "7c. GLAI vs the MLP of equal parameters: a head on frozen CIFAR-10 CNN features",
+     "python experiments/frozen_features.py --data_dir=../shared/tensorflow_datasets "
+     "--out=experiments/results/cifar10_features/features.npz\n"
+     "sal-jax --config=experiments/configs/glai.py:cifar10_head --workdir=experiments/results/glai_cifar10_head\n"
+     "python experiments/glai_pruning.py experiments/results/glai_cifar10_head"),
 ]
 SENSITIVITY = ("sensitivity_",)  # folders whose claims are summarised apart: many settings of one cell
 
@@ -305,6 +318,25 @@ def headline_rows(title: str, results: dict[str, Any], cl: list[Claim]) -> list[
     return rows
 
 
+def glai_parts(results_dir: str) -> tuple[list[str], list[tuple[str, dict[str, list]]]]:
+    """Section 7 (the GLAI runs, judged by experiments/glai_results.py) and each run's claims."""
+    sections, found = [], []
+    for folder, title, commands in GLAI_RUNS:
+        path = os.path.join(results_dir, folder)
+        results = read_results(path)
+        sections += [f"## {title}", ""]
+        if results is None:
+            sections += ["Not run yet in this repository.", ""]
+            continue
+        found.append((title.split(": ")[-1], glai_results.run_claims(path)))
+        sections += ["```bash", commands, "```", f"Library wall time {results['wall_time'] / 60:.1f} min; training "
+                     f"time of all its runs {total_train_time(results) / 60:.1f} min, on one core.", "",
+                     *glai_results.section(path, link_prefix=f"results/{folder}/"), "",
+                     f"Every cell's tables (SAL level by level, both baselines): [results/{folder}/results.md]"
+                     f"(results/{folder}/results.md).", ""]
+    return sections, found
+
+
 def main(results_dir: str = "experiments/results", out: str = "experiments/RESULTS.md") -> None:
     intro = ["## How the results were produced and judged", "",
              "Every number below comes from the runs in `experiments/results/<name>/results.json`, produced by",
@@ -363,6 +395,7 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
                   "**Verdicts**: SAL − plain, bottom model, last-epoch test accuracy, paired over seeds; p "
                   "Holm-adjusted across this table's rows.", "", *verdict_lines(results, cl), "",
                   *(setting_table(settings) + [""] if settings else []), md]
+    glai_sections, glai_found = glai_parts(results_dir)
     headline = [f"## Headline: bottom model, last-epoch test accuracy (%), mean ± std over "
                 f"{' or '.join(map(str, sorted(seeds)))} seeds (per experiment: its table)", "",
                 "| experiment | training set | SAL | plain, epoch-matched | plain, time-matched "
@@ -372,10 +405,17 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
     with open(out, "w") as f:
         study_lines = (["## Sensitivity studies (not in the counts above)", "", *sensitivity_summary(studies), ""]
                        if studies else [])
+        if glai_found:
+            study_lines += ["## GLAI against the MLP of equal parameters (section 7; not in the counts above)", "",
+                            "Each claim over every run and training-set size: its verdicts counted, the significant "
+                            "ones listed (run, training set, mean (95% CI); times as ratios GLAI / MLP).", "",
+                            *glai_results.summary_lines(glai_found), ""]
         f.write("\n".join(["# Results", ""] + summary_lines(found, missing) + study_lines + intro + headline + [""]
-                          + sections))
+                          + sections + glai_sections))
     print(f"wrote {out}")
 
+
+import glai_results  # noqa: E402  (it imports this module's claim helpers: after them)
 
 if __name__ == "__main__":
     main(*sys.argv[1:])
