@@ -15,7 +15,7 @@ import pytest
 
 from checkpoint_child import child_config, phase_histories, phase_leaves
 from conftest import blobs
-from promises import assert_reproduced
+from promises import REPRODUCIBLE, assert_reproduced
 from sal_jax.checkpoint import config_differences, flat_config, load_level
 from sal_jax.errors import ConfigError
 from sal_jax.ladder import train_ladder
@@ -131,6 +131,22 @@ def test_glai_killed_in_and_around_its_structure_phase_resumes_bit_identical(tmp
     assert_bit_identical(tmp_path / "final.npz", [np.asarray(leaf) for leaf in phase_leaves(result)])
     assert_reproduced(json.loads((tmp_path / "final.npz.json").read_text()), phase_histories(result),
                       atol=RESUME_ATOL)
+
+
+def test_glai_two_rounds_with_checkpoints_equal_two_rounds_without(tmp_path):
+    """GLAI levels freeze in round 1 and stay frozen: round 2 continues each level's values with the same
+    structure and no structure phase; saving every 5 steps changes no bit of any phase or history."""
+    config = child_config(rounds=2, family="glai")
+    plain = train_ladder(make_ladder(config.model, 3), blobs(), config)
+    saved = train_ladder(make_ladder(config.model, 3), blobs(), config, checkpoint_dir=str(tmp_path / "ckpt"))
+    assert_reproduced([np.asarray(leaf) for leaf in phase_leaves(saved)], [np.asarray(leaf) for leaf in phase_leaves(plain)],
+                      atol=RESUME_ATOL)
+    assert phase_histories(saved) == phase_histories(plain) or not REPRODUCIBLE
+    round_1, round_2 = plain.sal[:3], plain.sal[3:]
+    for first, second in zip(round_1, round_2):
+        assert any("structure_flips" in row for row in first.history)
+        assert not any("structure_flips" in row for row in second.history)
+        jax.tree.map(np.testing.assert_array_equal, second.variables["structure"], first.variables["structure"])
 
 
 def test_three_rounds_with_checkpoints_equal_three_rounds_without(tmp_path, references):
