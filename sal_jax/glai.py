@@ -99,29 +99,33 @@ def unpack(packed: dict[str, Any]) -> Pattern:
 
 @dataclasses.dataclass
 class StructureMonitor:
-    """A GLAI level's structure phase, watched at every epoch end (train_level's `monitor`): adds
-    "structure_flips" and "path_distance" to the epoch's history row and says when to freeze. What it
-    keeps between epochs (the last pattern, packed) lives in the level's Progress, so it is checkpointed
-    and a resumed run decides exactly as an uninterrupted one."""
+    """A GLAI level's structure phase, watched at every epoch end (train_level's `epoch_hook`): adds
+    "structure_flips" and "path_distance" to the epoch's history row and ends the phase when the structure
+    is stable or after `max_epochs`. What it keeps between epochs (the last pattern, packed) lives in the
+    level's Progress, so it is checkpointed and a resumed run decides exactly as an uninterrupted one."""
 
     hidden_layers: int
     probe_size: int        # the probe set: the first probe_size training inputs
     flip_threshold: float  # freeze at the first epoch end with at most this flip fraction
     max_epochs: int        # ... and at the latest after this many epochs
 
-    def start(self, params: Variables, x_train: np.ndarray) -> dict[str, Any]:
-        """The monitor's record before the first epoch: the initial weights' pattern."""
-        pattern = activation_pattern({"params": params}, x_train[:self.probe_size], self.hidden_layers)
-        return {"pattern": pack(pattern), "stable": False}
+    def start(self, state: Any, x_train: np.ndarray) -> dict[str, Any]:
+        """The record before the first epoch: the initial weights' pattern."""
+        pattern = activation_pattern({"params": state.params["model"]}, x_train[:self.probe_size], self.hidden_layers)
+        return {"pattern": pack(pattern), "stop": False}
 
-    def epoch_end(self, params: Variables, x_train: np.ndarray, record: dict[str, Any], row: dict[str, float]
-                  ) -> dict[str, Any]:
-        """The record after an epoch whose final params are `params`; writes its measures into `row`."""
+    def measure(self, state: Any, x_train: np.ndarray, record: dict[str, Any], row: dict[str, float]
+                ) -> dict[str, Any]:
+        """The record after the epoch of `row`, whose measures it adds; "stop": freeze now."""
         before = unpack(record["pattern"])
-        after = activation_pattern({"params": params}, x_train[:self.probe_size], self.hidden_layers)
+        after = activation_pattern({"params": state.params["model"]}, x_train[:self.probe_size], self.hidden_layers)
         row["structure_flips"] = flip_fraction(before, after)
         row["path_distance"] = path_distance(before, after)
-        return {"pattern": pack(after), "stable": row["structure_flips"] <= self.flip_threshold}
+        stable = row["structure_flips"] <= self.flip_threshold
+        return {"pattern": pack(after), "stop": bool(stable or row["epoch"] >= self.max_epochs)}
+
+    def update(self, state: Any, record: dict[str, Any], epoch: int) -> Any:
+        return state  # watching changes nothing
 
 
 def gate_cache(module: Any, variables: Variables, x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:

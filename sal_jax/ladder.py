@@ -73,7 +73,7 @@ class Progress:
     train_time: float = 0.0             # seconds of training so far
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     sums: dict[str, Any] | None = None  # the current epoch's metric sums so far (on device)
-    monitor: dict[str, Any] | None = None  # what train_level's `monitor` keeps between epochs (JSON)
+    monitor: dict[str, Any] | None = None  # what train_level's `epoch_hook` keeps between epochs (JSON)
 
 
 class ChunkHook(Protocol):
@@ -85,6 +85,23 @@ class ChunkHook(Protocol):
 
     def __call__(self, state: TrainState, progress: Progress, steps: int) -> None:
         """After a call that ran `steps` steps."""
+
+
+class EpochHook(Protocol):
+    """A level's own work at its epoch ends (a GLAI level's structure monitor, sal_jax.glai; a sparse
+    level's evolution, sal_jax.sparse). What it keeps between epochs is a JSON record in Progress.monitor,
+    so checkpointed: a resumed run continues it exactly."""
+
+    def start(self, state: TrainState, x_train: Any) -> dict[str, Any]:
+        """The record before the first epoch."""
+
+    def measure(self, state: TrainState, x_train: Any, record: dict[str, Any], row: dict[str, float]
+                ) -> dict[str, Any]:
+        """After an epoch, before its evaluation: its measures into `row`; the new record (with "stop" true
+        the level's training ends after this epoch)."""
+
+    def update(self, state: TrainState, record: dict[str, Any], epoch: int) -> TrainState:
+        """Between epochs (not after the last): the state the next epoch starts from."""
 
 
 class LevelLog(Protocol):
@@ -145,7 +162,7 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                 start_from: Variables | None = None, time_budget: float | None = None, name: str = "",
                 progress: bool = False, resume: tuple[TrainState, Progress] | None = None,
                 on_chunk: ChunkHook | None = None, log: LevelLog | None = None,
-                program_cache: chunks.ProgramCache | None = None, monitor: glai.StructureMonitor | None = None,
+                program_cache: chunks.ProgramCache | None = None, epoch_hook: EpochHook | None = None,
                 continue_from: LevelRun | None = None) -> LevelRun:
     """Trains `student` (level `level`, 1-based) on `data`, guided by the frozen teacher if given.
 
@@ -160,8 +177,9 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     log: receives each call's and each epoch's metrics (e.g. sal_jax.summaries.LevelLog: TensorBoard).
     program_cache: where the level's compiled programs are looked up and kept (`program_key`): a later
       seed's training of the same level then compiles nothing.
-    monitor: watches every epoch end and may end training early (a GLAI level's structure phase:
-      sal_jax.glai.StructureMonitor); what it keeps is part of the progress, so checkpointed.
+    epoch_hook: the level's own work at each epoch end (`EpochHook`: a GLAI level's structure monitor,
+      which may end the training early; a sparse level's evolution, which changes the state between
+      epochs); what it keeps is part of the progress, so checkpointed.
     continue_from: an earlier part of this level's training (a GLAI level's structure phase, whose
       variables `start_from` has frozen): its epochs, steps, history and training time continue here.
 
@@ -190,8 +208,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
         state = state.replace(step=jnp.asarray(continue_from.steps, jnp.int32))
         prog = Progress(epoch=len(continue_from.history), train_time=continue_from.train_time,
                         history=list(continue_from.history))
-    if monitor is not None and prog.monitor is None:
-        prog.monitor = monitor.start(state.params["model"], data.x_train)
+    if epoch_hook is not None and prog.monitor is None:
+        prog.monitor = epoch_hook.start(state, data.x_train)
     shardings = parallel.step_shardings(mesh, state, teacher_variables)
     # Initialised eagerly on the CPU (a jitted init can differ in the last bit, e.g. an RNN's orthogonal
     # init; see setup_level), then laid out on the mesh. Always a copy (may_alias=False): the train step donates
@@ -245,7 +263,7 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     sizer = chunks.ChunkSizer(train.steps_per_call)
 
     def finished() -> bool:
-        if monitor is not None and (prog.monitor["stable"] or prog.epoch >= monitor.max_epochs):
+        if epoch_hook is not None and prog.monitor.get("stop"):
             return True
         # A time budget is judged by process 0's clock: all processes must stop at the same step.
         return prog.epoch >= epochs if time_budget is None else parallel.agree(prog.train_time >= time_budget)
@@ -294,8 +312,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                                                                offset))
                 row.update({f"diag_{k}": float(v) for k, v in diagnostics.items()})
             prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None
-            if monitor is not None:
-                prog.monitor = monitor.epoch_end(state.params["model"], data.x_train, prog.monitor, row)
+            if epoch_hook is not None:
+                prog.monitor = epoch_hook.measure(state, data.x_train, prog.monitor, row)
             if finished() or prog.epoch % train.eval_every == 0:
                 test = chunks.evaluate(programs.evaluate, programs.eval_zeros, state, teacher_variables, test_split)
                 row.update({f"test_{k}": v for k, v in test.items()})
@@ -304,6 +322,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
             if log is not None:
                 log.epoch(int(state.step), row)
             bar.update(1)
+            if epoch_hook is not None and not finished():  # a resumed run redoes it from the epoch's last save
+                state = jax.device_put(epoch_hook.update(state, prog.monitor, prog.epoch), shardings.state)
     diverged = bool(prog.history) and prog.history[-1]["train_ce"] > 2 * math.log(data.num_classes)
     if diverged:
         print(f"warning: {name} diverged: its last epoch's training cross-entropy is "
@@ -433,7 +453,7 @@ def glai_phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequenc
     index = len(done)
     if phase.part == "structure":
         epochs = config.train.epochs if epochs is None else epochs
-        return {"monitor": glai.StructureMonitor(
+        return {"epoch_hook": glai.StructureMonitor(
             levels[phase.level - 1].hidden_layers, config.glai.probe_size, config.glai.flip_threshold,
             max_epochs=max(1, math.floor(config.glai.max_structure_fraction * epochs)))}
     if index > 0 and phases[index - 1].part == "structure":
