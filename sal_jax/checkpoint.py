@@ -358,6 +358,7 @@ def _built_in_mismatch(module: Any, family: str, variables: Any) -> str | None:
     # Parameter shapes of the built-in levels depend on the input only through the first layer's input
     # width, read from the saved first layer; image size and sequence length change no parameter.
     first = {"mlp": ("dense_0", lambda k: (1, k.shape[0])), "glai": ("dense_0", lambda k: (1, k.shape[0])),
+             "set_mlp": ("dense_0", lambda k: (1, k.shape[0])),
              "cnn": ("conv_0", lambda k: (1, 4, 4, k.shape[2]))}
     if family in first:
         name, shape = first[family]
@@ -370,9 +371,10 @@ def _built_in_mismatch(module: Any, family: str, variables: Any) -> str | None:
         sample = jax.ShapeDtypeStruct((1, 4), jnp.int32)  # token ids
     shapes = lambda tree: {jax.tree_util.keystr(path): tuple(leaf.shape)
                            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-    # the collections training adds (a frozen GLAI level's structure) are not the module's to create
-    trained = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
-    saved, built = shapes(trained), shapes(abstract_level(module, sample)[1])
+    # compared: the trained collections (a frozen GLAI level's structure is added by training, a sparse
+    # level's masks change in it)
+    trained = lambda tree: {k: v for k, v in tree.items() if k in ("params", "batch_stats")}
+    saved, built = shapes(trained(variables)), shapes(trained(abstract_level(module, sample)[1]))
     for path in sorted(saved.keys() | built.keys()):
         if path not in built:
             return f"it has {path}, which the built-in level lacks"

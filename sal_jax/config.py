@@ -28,15 +28,22 @@ def default_config() -> ml_collections.ConfigDict:
     config.data.path = ""              # name "npz": a .npz of x_train, y_train, x_test, y_test (+ num_classes)
 
     config.model = ml_collections.ConfigDict()
-    config.model.family = "mlp"        # mlp | cnn | rnn | glai
+    config.model.family = "mlp"        # mlp | cnn | rnn | glai | set_mlp
     config.model.levels = (1, 2, 4, 8)  # per level: hidden layers (mlp), conv blocks (cnn), recurrent layers (rnn)
-    config.model.width = 64            # mlp, glai
-    config.model.activation = "relu"   # mlp: relu | tanh | sigmoid | gelu
+    config.model.width = 64            # mlp, glai, set_mlp
+    config.model.activation = "relu"   # mlp, set_mlp: relu | tanh | sigmoid | gelu
     config.model.channels = (16, 32, 64, 128)  # cnn: channels of conv block 1, 2, ...
     config.model.batch_norm = True     # cnn
     config.model.hidden = 64           # rnn
     config.model.embed_dim = 64        # rnn
     config.model.cell = "gru"          # rnn: gru | lstm
+    config.model.epsilon = 20.0        # set_mlp: each layer's Erdős–Rényi density min(1, ε (n_in + n_out) / (n_in n_out))
+
+    # Sparse levels (config.model.family = "set_mlp"; sal_jax/sparse.py): SET, and NPSET with prune_fraction > 0
+    config.sparse = ml_collections.ConfigDict()
+    config.sparse.zeta = 0.3           # fraction of each layer's weights removed and regrown per epoch (0: fixed sparsity)
+    config.sparse.prune_fraction = 0.0  # neurons: this fraction of each hidden layer's units pruned (0.5: NPSET)
+    config.sparse.prune_until = 0.5    # ... linearly over this fraction of the level's epochs
 
     # GLAI levels (config.model.family = "glai"; sal_jax/glai.py): ReLU MLPs whose structure (activation
     # pattern) is frozen once stable, after which only the values train.

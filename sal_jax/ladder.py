@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 from tqdm.auto import tqdm
 
-from sal_jax import chunks, glai, parallel
+from sal_jax import chunks, glai, parallel, sparse
 from sal_jax.data.arrays import ArrayDataset, epoch_order
 from sal_jax.data.images import augment_images
 from sal_jax.determinism import apply_determinism
@@ -323,7 +323,10 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                 log.epoch(int(state.step), row)
             bar.update(1)
             if epoch_hook is not None and not finished():  # a resumed run redoes it from the epoch's last save
-                state = jax.device_put(epoch_hook.update(state, prog.monitor, prog.epoch), shardings.state)
+                start = time.perf_counter()  # training time: e.g. a sparse level's evolution is its method's cost
+                state = jax.block_until_ready(jax.device_put(epoch_hook.update(state, prog.monitor, prog.epoch),
+                                                             shardings.state))
+                prog.train_time += time.perf_counter() - start
     diverged = bool(prog.history) and prog.history[-1]["train_ce"] > 2 * math.log(data.num_classes)
     if diverged:
         print(f"warning: {name} diverged: its last epoch's training cross-entropy is "
@@ -442,7 +445,22 @@ def phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Pha
         guided = phase.level > 1
         inputs = {"round_": phase.round, "start_from": latest(phase.level),
                   "teacher": (levels[phase.level - 2], latest(phase.level - 1)) if guided else None}
-    return {**inputs, **glai_phase_inputs(phase, levels, phases, done, config, inputs.get("epochs"))}
+    return {**inputs, **glai_phase_inputs(phase, levels, phases, done, config, inputs.get("epochs")),
+            **sparse_phase_inputs(phase, levels, config, inputs.get("epochs"))}
+
+
+def sparse_phase_inputs(phase: Phase, levels: Sequence[nn.Module], config: ml_collections.ConfigDict,
+                        epochs: int | None) -> dict[str, Any]:
+    """A sparse level's phase (sal_jax.sparse): evolved and pruned between epochs, with keys of its own
+    (seed, level, round, kind)."""
+    if config.model.family != "set_mlp":
+        return {}
+    spec, epochs = config.sparse, config.train.epochs if epochs is None else epochs
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), phase.level), phase.round)
+    return {"epoch_hook": sparse.SparseEvolution(
+        json.dumps(config.train.to_dict(), sort_keys=True), config.model.epsilon, spec.zeta, spec.prune_fraction,
+        max(1, math.floor(spec.prune_until * epochs)), levels[phase.level - 1].width,
+        jax.random.fold_in(key, list(BASELINE_KINDS).index(phase.kind) + 1 if phase.kind in BASELINE_KINDS else 0))}
 
 
 def glai_phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Phase], done: Sequence[LevelRun],

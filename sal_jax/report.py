@@ -18,6 +18,8 @@ from sal_jax import stats
 from sal_jax.ladder import LadderResult, LevelRun
 from sal_jax.sweep import point_label, point_tag
 from sal_jax.models.glai import STRUCTURE
+from sal_jax.models.sparse import MASKS
+from sal_jax.sparse import live_param_count
 
 Record = dict[str, Any]
 BASELINES = {"plain_epoch_matched": "plain, epoch-matched", "plain_time_matched": "plain, time-matched"}
@@ -35,7 +37,9 @@ def run_record(run: LevelRun) -> Record:
 
 def param_count(variables: Record) -> int:
     """Parameters of a level's variables: its trained ones and a frozen GLAI level's structure (weights it
-    needs to compute its outputs), not BatchNorm statistics."""
+    needs to compute its outputs), not BatchNorm statistics; of a sparse level, only its live ones."""
+    if MASKS in variables:
+        return live_param_count(variables)
     return sum(int(np.size(leaf)) for leaf in jax.tree.leaves([variables.get("params", {}),
                                                                  variables.get(STRUCTURE, {})]))
 

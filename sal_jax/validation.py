@@ -14,7 +14,7 @@ from sal_jax.data.arrays import ArrayDataset
 from sal_jax.errors import ConfigError, is_integer, is_number
 from sal_jax.guidance import SCHEDULES
 from sal_jax.levels import abstract_level, num_params
-from sal_jax.models import CNN, MLP, RNN, GlaiMLP
+from sal_jax.models import CNN, MLP, RNN, GlaiMLP, SparseMLP
 from sal_jax.losses import DISTANCES, FEATURE_NORMS, LAYER_REDUCTIONS, align_layers, parse_layer_map
 from sal_jax.optimizers import OPTIMIZERS
 
@@ -48,6 +48,8 @@ def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> 
     parallel.check_batch_size(train.batch_size, data_size, fsdp)
     if config.model.family == "glai":
         validate_glai(config.glai)
+    if config.model.family == "set_mlp":
+        validate_sparse(config)
     on_device_mb = config.parallel.data_on_device_mb
     if not is_number(on_device_mb) or not on_device_mb >= 0:  # `not >=`: NaN fails too
         raise ConfigError(f"config.parallel.data_on_device_mb: must be a number >= 0, got {on_device_mb!r}")
@@ -63,6 +65,18 @@ def validate_glai(glai: ml_collections.ConfigDict) -> None:
                           f"got {glai.max_structure_fraction!r}")
 
 
+def validate_sparse(config: ml_collections.ConfigDict) -> None:
+    """config.sparse and config.model.epsilon: a sparse level's density, evolution and neuron pruning."""
+    _positive(config.model.epsilon, "model.epsilon", integer=False)
+    for key, low, high in (("zeta", 0, 1), ("prune_fraction", 0, 1)):
+        value = config.sparse[key]
+        if not is_number(value) or not low <= value < high:
+            raise ConfigError(f"config.sparse.{key}: must be in [{low}, {high}), got {value!r}")
+    until = config.sparse.prune_until
+    if not is_number(until) or not 0 < until <= 1:
+        raise ConfigError(f"config.sparse.prune_until: must be a fraction of the epochs in (0, 1], got {until!r}")
+
+
 def validate_run(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict) -> None:
     """Everything a ladder run needs, checked before its first step."""
     validate_training(config, data)
@@ -75,6 +89,7 @@ def validate_run(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_col
 _INPUTS = {CNN: (lambda x: x.ndim == 4, "images of shape (N, H, W, C)"),
            MLP: (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)"),
            GlaiMLP: (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)"),
+           SparseMLP: (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)"),
            RNN: (lambda x: x.ndim == 2 and np.issubdtype(x.dtype, np.integer),
                  "integer token ids of shape (N, L)")}
 

@@ -8,7 +8,8 @@ process starts computing a teacher cache for the AT-th time (a phase's setup: th
 before that phase's first step); MODE "kill_after_level" sends SIGKILL right after the
 phase-end checkpoint of phase AT is written; MODE "none" runs to the end. ROUNDS (default 1) is
 config.train.rounds; STEPS_PER_CALL (default 1) config.train.steps_per_call; FAMILY (default mlp)
-config.model.family ("glai": each level's structure is frozen within its 3 epochs). On completion the
+config.model.family ("glai": each level's structure is frozen within its 3 epochs; "set_mlp": sparse
+levels evolved and pruned between epochs). On completion the
 final variables of every phase (every round of every level, then the baseline) are written to OUT.npz,
 their histories to OUT.npz.json. TensorBoard events go to DIR_tensorboard.
 """
@@ -38,6 +39,7 @@ def child_config(rounds: int = 1, steps_per_call: int = 1, family: str = "mlp"):
     c = default_config()
     c.model.family = family
     c.glai.flip_threshold, c.glai.max_structure_fraction = 0.05, 0.67  # frozen after epoch 1 or 2 of 3
+    c.model.epsilon, c.sparse.prune_fraction = 2.0, 0.5  # set_mlp: sparse layers, half the units pruned
     c.train.rounds = rounds
     # One step per call unless asked: a kill or a signal then lands after exactly the step named (calls of
     # several steps act at their ends: test_checkpoint's chunked test).

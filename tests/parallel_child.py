@@ -53,6 +53,7 @@ def record(result) -> dict[str, np.ndarray]:
         out[key] = np.array([row[key] for run in runs for row in run.history])
     out["row_run"] = np.array([i for i, run in enumerate(runs) for _ in run.history])
     out["structure_flips"] = np.array([row.get("structure_flips", -1.0) for run in runs for row in run.history])
+    out["connections"] = np.array([row.get("connections", -1.0) for run in runs for row in run.history])
     out["compiles"] = np.array([[run.compiles["train"], run.compiles["eval"]] for run in runs])
     out["mesh_devices"] = np.array([leaf.sharding.num_devices for leaf in leaves])
     out["fsdp_split"] = np.array(sum(parallel.FSDP in str(leaf.sharding.spec) for leaf in leaves))
@@ -88,7 +89,8 @@ def main(spec: dict) -> None:
         config.train.rounds = mesh.get("rounds", 1)
         config.train.batch_size = mesh.get("batch_size", 128)
         config.train.steps_per_call = mesh.get("steps_per_call", 0)
-        config.model.family = mesh.get("family", "mlp")  # "glai": each level frozen after its 2nd epoch at the latest
+        config.model.family = mesh.get("family", "mlp")  # "glai": each level frozen after its 2nd epoch at the latest;
+        config.sparse.prune_fraction = 0.5  # "set_mlp": 64 x 64 layers at density 0.625, half the units pruned
         try:
             result = train_ladder(make_ladder(config.model, data.num_classes), data, config,
                                   checkpoint_dir=spec.get("checkpoint_dir"), log_dir=spec.get("log_dir"))

@@ -133,6 +133,21 @@ def test_glai_killed_in_and_around_its_structure_phase_resumes_bit_identical(tmp
                       atol=RESUME_ATOL)
 
 
+def test_sparse_levels_killed_around_their_evolution_resume_bit_identical(tmp_path):
+    """Sparse levels (masks in the state, evolved and pruned between epochs of 4 steps, keys from the
+    epoch): killed at an epoch's last step (before the evolution), right after the next epoch's first
+    step, after a level's end is saved and mid-way; the final variables, masks included, and every
+    history (live connections, alive units) equal the uninterrupted run's."""
+    config = child_config(family="set_mlp")
+    result = train_ladder(make_ladder(config.model, 3), blobs(), config)
+    assert [row["alive_units"] for row in result.sal[0].history] == [16.0, 8.0, 8.0]  # half pruned after epoch 1
+    kills = [("kill", 4), ("kill", 5), ("kill_after_level", 1), ("kill", 29)]
+    kill_and_resume(tmp_path / "ckpt", tmp_path / "final.npz", kills, family="set_mlp")
+    assert_bit_identical(tmp_path / "final.npz", [np.asarray(leaf) for leaf in phase_leaves(result)])
+    assert_reproduced(json.loads((tmp_path / "final.npz.json").read_text()), phase_histories(result),
+                      atol=RESUME_ATOL)
+
+
 def test_glai_two_rounds_with_checkpoints_equal_two_rounds_without(tmp_path):
     """GLAI levels freeze in round 1 and stay frozen: round 2 continues each level's values with the same
     structure and no structure phase; saving every 5 steps changes no bit of any phase or history."""

@@ -47,6 +47,9 @@ CHUNKED = ONE_R2 + 2
 # example's gates cached and split with its batch) on 1 device and on 4 x 2 FSDP: GLAI_ONE, GLAI_FSDP.
 GLAI_RUNS = [{"data": 1, "fsdp": 1, "family": "glai"}, {"data": 4, "fsdp": 2, "family": "glai"}]
 GLAI_ONE, GLAI_FSDP = CHUNKED + 1, CHUNKED + 2
+# Sparse levels (masks split like their params, evolved and pruned between epochs) the same way.
+SPARSE_RUNS = [{"data": 1, "fsdp": 1, "family": "set_mlp"}, {"data": 4, "fsdp": 2, "family": "set_mlp"}]
+SPARSE_ONE, SPARSE_FSDP = GLAI_FSDP + 1, GLAI_FSDP + 2
 TOLERANCE = 1e-5            # float32: summation order differs between meshes, nothing else does
 TERM_AT = 5                 # SIGTERM after step 5: level 1 is done (4 steps), level 2 is mid-way
 
@@ -106,8 +109,8 @@ def assert_same_run(got: dict, want: dict, got_run: int = 0, want_run: int = 0) 
 def meshes(tmp_path_factory) -> dict:
     """The ladder on each of MESHES, then ROUND_2, in one process with 8 devices."""
     out = str(tmp_path_factory.mktemp("meshes") / "meshes.npz")
-    (result,) = run_processes({"runs": MESHES + ROUND_2 + [CHUNKED_RUN] + GLAI_RUNS, "out": out}, processes=1,
-                              devices=8)
+    (result,) = run_processes({"runs": MESHES + ROUND_2 + [CHUNKED_RUN] + GLAI_RUNS + SPARSE_RUNS, "out": out},
+                              processes=1, devices=8)
     return result
 
 
@@ -153,6 +156,17 @@ def test_glai_levels_agree_on_one_device_eight_with_fsdp_and_two_processes(meshe
         np.testing.assert_array_equal(first[key], second[key])
     np.testing.assert_array_equal(first["0/structure_flips"], flips)
     print(f"max |param difference|, GLAI, 2 processes vs 1: {assert_same_run(first, meshes, 0, GLAI_FSDP)}")
+
+
+def test_sparse_levels_agree_on_one_device_and_eight_with_fsdp(meshes):
+    """Masks split over "fsdp" like their kernels; the same evolution (live connections per epoch), losses
+    and variables, masks included, on both."""
+    assert (meshes[f"{SPARSE_FSDP}/fsdp_split"] > meshes[f"{FSDP}/fsdp_split"]).all()  # the masks too
+    assert (meshes[f"{SPARSE_FSDP}/compiles"] == 1).all() and (meshes[f"{SPARSE_FSDP}/mesh_devices"] == 8).all()
+    connections = meshes[f"{SPARSE_ONE}/connections"]
+    assert (connections > 0).all() and len(set(connections)) > 2  # recorded every epoch; pruning lowers them
+    np.testing.assert_array_equal(meshes[f"{SPARSE_FSDP}/connections"], connections)
+    print(f"max |param difference|, sparse, 4x2 vs 1 device: {assert_same_run(meshes, meshes, SPARSE_FSDP, SPARSE_ONE)}")
 
 
 def test_two_processes_run_calls_of_several_steps_like_one_process(meshes, tmp_path):

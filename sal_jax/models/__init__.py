@@ -14,20 +14,23 @@ from sal_jax.models.cnn import CNN
 from sal_jax.models.glai import GlaiMLP
 from sal_jax.models.mlp import ACTIVATIONS, MLP
 from sal_jax.models.rnn import CELLS, RNN
+from sal_jax.models.sparse import SparseMLP
 
-FAMILIES = ("mlp", "cnn", "rnn", "glai")
+FAMILIES = ("mlp", "cnn", "rnn", "glai", "set_mlp")
 
-__all__ = ["CNN", "GlaiMLP", "MLP", "RNN", "FAMILIES", "make_level", "make_ladder"]
+__all__ = ["CNN", "GlaiMLP", "MLP", "RNN", "SparseMLP", "FAMILIES", "make_level", "make_ladder"]
 
 
 def make_level(family: str, index: int, model: ml_collections.ConfigDict, num_classes: int,
                vocab_size: int | None = None) -> nn.Module:
     """Level `index` (0-based, 0 = top/simplest) of the built-in `family` ladder described by `model`."""
     depth = model.levels[index]
+    if family in ("mlp", "set_mlp") and model.activation not in ACTIVATIONS:
+        raise ConfigError(f"config.model.activation: unknown {model.activation!r}; choose from {sorted(ACTIVATIONS)}")
     if family == "mlp":
-        if model.activation not in ACTIVATIONS:
-            raise ConfigError(f"config.model.activation: unknown {model.activation!r}; choose from {sorted(ACTIVATIONS)}")
         return MLP(depth, model.width, num_classes, model.activation)
+    if family == "set_mlp":
+        return SparseMLP(depth, model.width, num_classes, model.activation, model.epsilon)
     if family == "glai":  # ReLU by definition: its structure is the ReLUs' on/off pattern
         return GlaiMLP(depth, model.width, num_classes)
     if family == "cnn":
