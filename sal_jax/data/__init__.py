@@ -9,10 +9,11 @@ from sal_jax.data.digits import load_digits_dataset
 from sal_jax.data.images import IMAGE_DATASETS, load_image_dataset
 from sal_jax.data.npz import load_npz_dataset
 from sal_jax.data.subsets import per_class_subset
+from sal_jax.data.tabular import TABULAR, load_tabular_dataset
 from sal_jax.data.text import LABEL_NAMES, load_text_dataset
 from sal_jax.errors import ConfigError
 
-DATASETS = ("digits", *IMAGE_DATASETS, *LABEL_NAMES, "npz")
+DATASETS = ("digits", *IMAGE_DATASETS, *LABEL_NAMES, *TABULAR, "npz")
 
 
 def _load_full(data: ml_collections.ConfigDict, family: str) -> ArrayDataset:
@@ -27,6 +28,8 @@ def _load_full(data: ml_collections.ConfigDict, family: str) -> ArrayDataset:
         return load_text_dataset(data.name, data.data_dir, max_len=data.max_len)[0]
     if data.name == "npz":
         return load_npz_dataset(data.path)
+    if data.name in TABULAR:  # the split is fixed by data.subset_seed, like a per-class subset
+        return load_tabular_dataset(data.name, split_seed=data.subset_seed)
     raise ConfigError(f"config.data.name: unknown dataset {data.name!r}; choose from {list(DATASETS)}")
 
 
