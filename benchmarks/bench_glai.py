@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import interleaved, step_timer, xla_cost  # noqa: E402
 from sal_jax import glai  # noqa: E402
 from sal_jax.models import MLP, GlaiMLP  # noqa: E402
+from sal_jax.models.mlp import mlp_param_count  # noqa: E402
 from sal_jax.models.glai import STRUCTURE  # noqa: E402
 from sal_jax.step import init_state, make_train_step  # noqa: E402
 
@@ -68,7 +69,7 @@ def main(argv):
     times = interleaved(timers, _REPEATS.value)
     base = times["MLP, equal params"]
     print(f"GLAI {layers}x{width} ({glai.glai_param_count(inputs, width, layers, 10):,} params frozen) vs MLP "
-          f"{layers}x{mlp_width} ({glai.mlp_param_count(inputs, mlp_width, layers, 10):,}): width factor "
+          f"{layers}x{mlp_width} ({mlp_param_count(inputs, mlp_width, layers, 10):,}): width factor "
           f"{width / mlp_width:.3f}; {inputs} inputs, batch {batch}; {jax.devices()[0].platform}\n")
     print("| step | ms | / MLP step | XLA GFLOP (/ MLP) |\n| --- | --- | --- | --- |")
     for name, seconds in times.items():

@@ -27,6 +27,7 @@ import numpy as np
 
 from sal_jax.levels import Variables
 from sal_jax.models.glai import GATES, STRUCTURE, GlaiMLP, structure_gates
+from sal_jax.models.mlp import mlp_param_count, width_for_params
 
 Pattern = list[np.ndarray]  # one bool (examples, width) array per hidden layer
 
@@ -139,11 +140,6 @@ def gate_cache(module: Any, variables: Variables, x: np.ndarray, batch_size: int
     return {f"{GATES}/dense_{j}": np.concatenate([p[j] for p in parts]) for j in range(module.hidden_layers)}
 
 
-def mlp_param_count(in_dim: int, width: int, hidden_layers: int, num_classes: int) -> int:
-    """Parameters of sal_jax.models.MLP (and of a GLAI level's values)."""
-    return (in_dim + 1) * width + (hidden_layers - 1) * (width + 1) * width + (width + 1) * num_classes
-
-
 def glai_param_count(in_dim: int, width: int, hidden_layers: int, num_classes: int) -> int:
     """Parameters of a frozen GLAI level: its values plus its structure (the hidden layers, no head)."""
     values = mlp_param_count(in_dim, width, hidden_layers, num_classes)
@@ -153,10 +149,8 @@ def glai_param_count(in_dim: int, width: int, hidden_layers: int, num_classes: i
 def matched_mlp_width(in_dim: int, glai_width: int, hidden_layers: int, num_classes: int) -> int:
     """The MLP width whose parameter count is closest to a frozen GLAI level's of width `glai_width` (same
     depth): the equal-parameter baseline. glai_width / this is the paper's width reduction factor."""
-    target = glai_param_count(in_dim, glai_width, hidden_layers, num_classes)
-    widths = np.arange(1, 4 * glai_width + 2)
-    counts = np.array([mlp_param_count(in_dim, int(w), hidden_layers, num_classes) for w in widths])
-    return int(widths[np.argmin(np.abs(counts - target))])
+    return width_for_params(glai_param_count(in_dim, glai_width, hidden_layers, num_classes), in_dim,
+                            hidden_layers, num_classes)
 
 
 def _path_flows(params: Variables, hidden_layers: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:

@@ -12,6 +12,7 @@ from sal_jax.errors import ConfigError
 from sal_jax.ladder import ladder_phases, run_phases, train_ladder
 from sal_jax.levels import num_params
 from sal_jax.models import MLP, GlaiMLP, make_ladder
+from sal_jax.models.mlp import mlp_param_count
 from sal_jax.models.glai import STRUCTURE
 from sal_jax.report import param_count
 
@@ -197,8 +198,8 @@ def test_the_equal_parameter_mlp(hidden_layers, width):
     assert param_count(frozen) == glai_count  # what results.json and the tables report
     mlp_width = glai.matched_mlp_width(784, width, hidden_layers, 10)
     mlp_count = num_params(MLP(hidden_layers, mlp_width, 10), x)
-    assert mlp_count == glai.mlp_param_count(784, mlp_width, hidden_layers, 10)
-    assert abs(mlp_count - glai_count) <= glai.mlp_param_count(784, mlp_width + 1, hidden_layers, 10) - mlp_count
+    assert mlp_count == mlp_param_count(784, mlp_width, hidden_layers, 10)
+    assert abs(mlp_count - glai_count) <= mlp_param_count(784, mlp_width + 1, hidden_layers, 10) - mlp_count
 
 
 def test_a_checkpointed_glai_level_loads_frozen_and_its_plain_baseline_too(tmp_path, data, glai_config):

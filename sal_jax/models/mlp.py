@@ -1,9 +1,9 @@
 """MLP levels: a depth ladder at fixed width."""
 from __future__ import annotations
 
-
 import flax.linen as nn
 import jax
+import numpy as np
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "sigmoid": nn.sigmoid, "gelu": nn.gelu}
 
@@ -30,3 +30,15 @@ class MLP(nn.Module):
             h = act(nn.Dense(self.width, name=f"dense_{i}")(h))
             features.append(h)
         return nn.Dense(self.num_classes, name="head")(h), tuple(features)
+
+
+def mlp_param_count(in_dim: int, width: int, hidden_layers: int, num_classes: int) -> int:
+    """Parameters of MLP(hidden_layers, width, num_classes) on in_dim inputs."""
+    return (in_dim + 1) * width + (hidden_layers - 1) * (width + 1) * width + (width + 1) * num_classes
+
+
+def width_for_params(target: float, in_dim: int, hidden_layers: int, num_classes: int) -> int:
+    """The MLP width whose parameter count is closest to `target`: an equal-parameter dense baseline."""
+    widths = np.arange(1, 8192)
+    counts = np.array([mlp_param_count(in_dim, int(w), hidden_layers, num_classes) for w in widths])
+    return int(widths[np.argmin(np.abs(counts - target))])
