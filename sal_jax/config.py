@@ -19,7 +19,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.deterministic = False
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "digits"        # digits | mnist | cifar10 | trec | emotion | npz (your own arrays: data.path)
+    config.data.name = "digits"        # digits | mnist | cifar10 | trec | emotion | breast_cancer | wine | npz (data.path)
     config.data.data_dir = ""          # "" = the loader's default (TFDS_DATA_DIR for TFDS datasets)
     config.data.per_class = 0          # > 0: a class-balanced training subset of this many per class
     config.data.subset_seed = 0        # which subset; fixed across seeds so every method sees the same data

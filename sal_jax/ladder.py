@@ -93,7 +93,8 @@ class EpochHook(Protocol):
     so checkpointed: a resumed run continues it exactly."""
 
     def start(self, state: TrainState, x_train: Any) -> dict[str, Any]:
-        """The record before the first epoch."""
+        """Before the level's first epoch, and before a resumed level continues (its record is then the
+        checkpoint's): the record before the first epoch. Not training time."""
 
     def measure(self, state: TrainState, x_train: Any, record: dict[str, Any], row: dict[str, float]
                 ) -> dict[str, Any]:
@@ -208,8 +209,6 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
         state = state.replace(step=jnp.asarray(continue_from.steps, jnp.int32))
         prog = Progress(epoch=len(continue_from.history), train_time=continue_from.train_time,
                         history=list(continue_from.history))
-    if epoch_hook is not None and prog.monitor is None:
-        prog.monitor = epoch_hook.start(state, data.x_train)
     shardings = parallel.step_shardings(mesh, state, teacher_variables)
     # Initialised eagerly on the CPU (a jitted init can differ in the last bit, e.g. an RNN's orthogonal
     # init; see setup_level), then laid out on the mesh. Always a copy (may_alias=False): the train step donates
@@ -217,6 +216,9 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     # LevelRun.variables, which the result returns and the checkpoint saves; donating them deleted them.
     state = jax.device_put(state, shardings.state, may_alias=False)
     teacher_variables = jax.device_put(teacher_variables, shardings.teacher)
+    if epoch_hook is not None:  # off the training clock (it may compile); a resumed run keeps its record
+        record = epoch_hook.start(state, data.x_train)
+        prog.monitor = record if prog.monitor is None else prog.monitor
     augment_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), level), round_)
     train_step = train_step_fn(student, tx, guidance, augment_images if config.data.augment else None, augment_key)
     eval_step = eval_step_fn(student, guidance)
@@ -265,8 +267,11 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     def finished() -> bool:
         if epoch_hook is not None and prog.monitor.get("stop"):
             return True
-        # A time budget is judged by process 0's clock: all processes must stop at the same step.
-        return prog.epoch >= epochs if time_budget is None else parallel.agree(prog.train_time >= time_budget)
+        if time_budget is None:
+            return prog.epoch >= epochs
+        # A time budget is judged by process 0's clock: all processes must stop at the same step. One
+        # smaller than the level's setup (tiny runs) still trains one epoch: every run ends evaluated.
+        return bool(prog.history) and parallel.agree(prog.train_time >= time_budget)
 
     name = name or f"level {level}"
     # disable=None: no bar when stderr is not a terminal (a log file would collect every redraw)

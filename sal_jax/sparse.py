@@ -148,8 +148,8 @@ def live_param_count(variables: Variables) -> int:
 class SparseEvolution:
     """train_level's `epoch_hook` for a sparse level: records each epoch's live connections and alive
     hidden units in its history row, and between epochs prunes neurons and evolves the connections
-    (`between_epochs`, jitted once per level). Keys: fold_in(key, epoch), so nothing is kept between
-    epochs and a resumed run evolves exactly as an uninterrupted one."""
+    (`between_epochs`, compiled by `start`, before the training clock runs). Keys: fold_in(key, epoch),
+    so nothing is kept between epochs and a resumed run evolves exactly as an uninterrupted one."""
 
     optimizer: str  # config.train as JSON: the optimizer whose state mirrors the params
     epsilon: float
@@ -160,7 +160,16 @@ class SparseEvolution:
     key: jax.Array
 
     def start(self, state: Any, x_train: Any) -> dict[str, Any]:
+        self._compiled = self._step(state).lower(*self._arguments(state, 0)).compile()  # off the training clock
         return {"stop": False}
+
+    def _step(self, state: Any):
+        return _between_epochs(self.optimizer, evolving_layers(state.params["model"], self.epsilon), self.zeta)
+
+    def _arguments(self, state: Any, epoch: int) -> tuple:
+        hidden = len(layer_names(state.params["model"])) - 1
+        target = jnp.full((hidden,), alive_target(self.width, self.prune_fraction, self.prune_epochs, epoch), jnp.int32)
+        return state.params, state.constants, state.opt_state, jax.random.fold_in(self.key, epoch), target
 
     def measure(self, state: Any, x_train: Any, record: dict[str, Any], row: dict[str, float]) -> dict[str, Any]:
         masks = jax.device_get(state.constants[MASKS])
@@ -169,12 +178,8 @@ class SparseEvolution:
         return record
 
     def update(self, state: Any, record: dict[str, Any], epoch: int) -> Any:
-        model = state.params["model"]
-        step = _between_epochs(self.optimizer, evolving_layers(model, self.epsilon), self.zeta)
-        hidden = len(layer_names(model)) - 1
-        target = jnp.full((hidden,), alive_target(self.width, self.prune_fraction, self.prune_epochs, epoch), jnp.int32)
-        params, constants, opt_state = step(state.params, state.constants, state.opt_state,
-                                            jax.random.fold_in(self.key, epoch), target)
+        compiled = getattr(self, "_compiled", None) or self._step(state)  # compiled by start() when it ran
+        params, constants, opt_state = compiled(*self._arguments(state, epoch))
         return state.replace(params=params, constants=constants, opt_state=opt_state)
 
 
@@ -184,3 +189,17 @@ def _between_epochs(optimizer: str, evolving: tuple[str, ...], zeta: float):
     shape, not once per phase."""
     tx = make_optimizer(ml_collections.ConfigDict(json.loads(optimizer)))
     return jax.jit(functools.partial(between_epochs, tx, evolving, zeta))
+
+
+def expected_live_params(in_dim: int, width: int, hidden_layers: int, num_classes: int, epsilon: float,
+                         prune_fraction: float) -> float:
+    """The expected parameter count of a trained sparse level (before training: for sizing the dense
+    baseline of equal parameters): each layer's Erdős–Rényi connections, of which those touching pruned
+    units are gone, plus the alive units' and the head's biases. A trained level has somewhat more (17%
+    in tests/test_sparse.py): the pruned units, the least important, tend to be the least connected."""
+    alive = 1.0 - prune_fraction
+    sizes = [in_dim, *[width] * hidden_layers, num_classes]
+    kept = [1.0, *[alive] * hidden_layers, 1.0]
+    weights = sum(erdos_renyi_density(a, b, epsilon) * a * b * ka * kb
+                  for a, b, ka, kb in zip(sizes[:-1], sizes[1:], kept[:-1], kept[1:]))
+    return weights + hidden_layers * width * alive + num_classes

@@ -116,3 +116,13 @@ def test_fixed_sparsity_is_zeta_zero(data, sparse_config):
                          jnp.asarray(data.x_train[:sparse_config.train.batch_size])).constants[MASKS]
     for run in (result.sal[-1], result.plain_epoch_matched):
         jax.tree.map(np.testing.assert_array_equal, run.variables[MASKS], initial)
+
+
+def test_expected_live_params_is_what_a_trained_npset_level_has(data, sparse_config):
+    """The estimate that sizes the equal-parameter dense baseline is close to a trained NPSET level's live
+    count, and below it: the pruned units, the least important, tend to be the least connected."""
+    sparse_config.model.width, sparse_config.model.epsilon, sparse_config.sparse.prune_fraction = 64, 4.0, 0.5
+    result = train_ladder(make_ladder(sparse_config.model, 3), data, sparse_config)
+    live = sparse.live_param_count(result.plain_epoch_matched.variables)
+    expected = sparse.expected_live_params(8, 64, 2, 3, 4.0, 0.5)
+    assert expected < live < 1.25 * expected, (live, expected)
