@@ -33,15 +33,11 @@ from matplotlib.figure import Figure
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from make_results import Claim, _num, _p, judged, read_results, verdict_label  # noqa: E402
+from claims import Claim, _num, _p, claim_rows, final, judged, read_results, size_label  # noqa: E402
 from sal_jax import stats  # noqa: E402
 
 PRUNING_WORDS = {"holds": "gains accuracy", "reversed": "loses accuracy"}  # the verdicts of "pruning loses nothing"
 TARGET_FRACTION = 0.99  # of the plain MLP's mean last-epoch accuracy: the time-to-accuracy target
-
-
-def size_label(per_class: int, train: int) -> str:
-    return f"{per_class}/class ({train:,} ex.)" if per_class else f"full ({train:,} ex.)"
 
 
 def paired_cells(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -56,12 +52,6 @@ def paired_cells(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], dic
             raise ValueError(f"glai: the glai and mlp points at {per_class}/class ran different seeds")
         pairs.append((size_label(per_class, glai_cell["dataset"]["train"]), glai_cell, mlp_cell))
     return pairs
-
-
-def final(runs: list[dict[str, Any]], method: str) -> np.ndarray:
-    """Last-epoch test accuracy (points) per seed of `method`: "sal" (the bottom level) or a baseline kind."""
-    records = [r["sal"][-1] if method == "sal" else r[method] for r in runs]
-    return np.array([rec["final_test_accuracy"] for rec in records]) * 100
 
 
 def accuracy_at_time(history: list[dict[str, float]], seconds: float) -> float:
@@ -205,21 +195,6 @@ def pruning_claims(pruning: dict[str, Any]) -> list[Claim]:
     return judged(rows)
 
 
-def claim_rows(cl: list[Claim], what: str, words: dict[str, str] | None = None) -> list[str]:
-    """A claim table; `words` renames the verdicts "holds" and "reversed" (e.g. for pruning, where the
-    question is whether accuracy is lost)."""
-    lines = [f"| claim | training set | seeds | {what} (pts) | 95% CI | d_z | p (Holm) | verdict |", "|" + " --- |" * 8]
-    for c in cl:
-        s = c.summary
-        ci = "–" if s.n < 2 else f"{_num(s.ci_low)} to {_num(s.ci_high)}"
-        label = verdict_label(c)
-        for word, replacement in (words or {}).items():
-            label = label.replace(word, replacement) if label.startswith(word) else label
-        lines.append(f"| {c.baseline} | {c.cell} | {s.n} | {_num(s.mean)} | {ci} | {_num(s.d_z, '+.2f')} | "
-                     f"{_p(c.p_holm)} | **{label}** |")
-    return lines
-
-
 def plots(pairs, folder: str) -> list[str]:
     """Per training-set size: the flip fraction per epoch of plain GLAI, and test accuracy against
     training time of plain GLAI and plain MLP (means over seeds, epoch by epoch)."""
@@ -261,8 +236,9 @@ def run_claims(folder: str) -> dict[str, list]:
 
 
 def summary_lines(runs: list[tuple[str, dict[str, list]]]) -> list[str]:
-    """One line per GLAI claim over every run and training-set size: its verdicts counted, and the
-    significant ones listed (run, size, mean and CI)."""
+    """One line per claim over every run and training-set size: its verdicts counted, and the significant
+    ones listed (run, size, mean and CI). `runs`: (run, {kind: claims}), kinds "accuracy", "time" (ratios)
+    or "pruning" (verdicts "loses accuracy" / "gains accuracy"), as run_claims gives them."""
     def significant(c) -> bool:
         return c.p_holm < stats.ALPHA
 
@@ -270,7 +246,7 @@ def summary_lines(runs: list[tuple[str, dict[str, list]]]) -> list[str]:
         return f"{run} {c.cell.split(' (')[0].split(';')[0]} {mean} ({low} to {high})"
 
     lines = []
-    for kind in ("accuracy", "time", "pruning"):
+    for kind in dict.fromkeys(kind for _, claims in runs for kind in claims):
         name = (lambda c: c.claim.split(" (")[0]) if kind == "time" else (lambda c: c.baseline)
         words = PRUNING_WORDS if kind == "pruning" else {}
         for label in dict.fromkeys(name(c) for _, claims in runs for c in claims[kind]):

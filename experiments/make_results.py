@@ -15,16 +15,17 @@ with a summary of every claim grouped by verdict.
 """
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "..")]  # glai_results; sal_jax
+sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "configs"),
+                os.path.join(os.path.dirname(__file__), "..")]  # glai_results, sparse_results; configs; sal_jax
+import glai_results  # noqa: E402
+import sparse_results  # noqa: E402
+from claims import Claim, _num, _p, judged, read_results, verdict_label  # noqa: E402,F401 (used by importers too)
 from sal_jax import report, stats  # noqa: E402
 from sal_jax.sweep import point_label  # noqa: E402
 
@@ -71,17 +72,13 @@ GLAI_RUNS = [  # (results folder, title, commands): GLAI against the MLP of equa
      "sal-jax --config=experiments/configs/glai.py:cifar10_head --workdir=experiments/results/glai_cifar10_head\n"
      "python experiments/glai_pruning.py experiments/results/glai_cifar10_head"),
 ]
+SPARSE_RUNS = [  # (results folder, title, command): SET / NPSET against dense MLPs (issue #15)
+    (f"sparse_{run}", f"8{letter}. Sparse evolutionary MLPs (SET / NPSET) vs dense: {title}",
+     f"sal-jax --config=experiments/configs/sparse.py:{run}{data_dir} --workdir=experiments/results/sparse_{run}")
+    for letter, run, title, data_dir in (
+        ("a", "breast_cancer", "breast cancer", ""), ("b", "wine", "wine", ""), ("c", "digits", "digits", ""),
+        ("d", "mnist", "MNIST", " --config.data.data_dir=../shared/tensorflow_datasets"))]
 SENSITIVITY = ("sensitivity_",)  # folders whose claims are summarised apart: many settings of one cell
-
-
-def read_results(folder: str) -> dict[str, Any] | None:
-    """A run's results.json, or its gzipped copy (large studies are committed compressed); None if neither."""
-    for name, opener in (("results.json", open), ("results.json.gz", gzip.open)):
-        path = os.path.join(folder, name)
-        if os.path.exists(path):
-            with opener(path, "rt") as f:
-                return json.load(f)
-    return None
 
 
 def bottom_accuracies(cell: dict[str, Any], method: str) -> np.ndarray:
@@ -91,29 +88,6 @@ def bottom_accuracies(cell: dict[str, Any], method: str) -> np.ndarray:
 
 
 COMPARED = ("plain, epoch-matched", "plain, time-matched")
-
-
-@dataclass(frozen=True)
-class Claim:
-    """"SAL's bottom model beats `baseline`" in one cell: the paired differences' statistics and verdict."""
-
-    baseline: str
-    cell: str
-    summary: stats.PairedSummary
-    p_holm: float  # Holm-adjusted across the claims of the experiment's table
-    verdict: str
-
-    @property
-    def significant_unadjusted_only(self) -> bool:
-        """The unadjusted 95% CI excludes 0 but Holm's correction leaves the claim not significant."""
-        s = self.summary
-        return s.n > 1 and (s.ci_low > 0 or s.ci_high < 0) and not self.p_holm < stats.ALPHA
-
-
-def judged(rows: list[tuple[str, str, stats.PairedSummary]]) -> list[Claim]:
-    """(baseline, cell, summary) rows as Claims, their p-values Holm-adjusted together: the rows are the family."""
-    adjusted = stats.holm([s.p for *_, s in rows])
-    return [Claim(b, c, s, p, stats.verdict(s, p)) for (b, c, s), p in zip(rows, adjusted)]
 
 
 def claims(results: dict[str, Any]) -> list[Claim]:
@@ -211,18 +185,6 @@ def short_cell_name(cell: dict[str, Any]) -> str:
     """'500/class' or 'full', then the cell's sweep point if any: '500/class, activation=tanh'."""
     size = f"{cell['per_class']}/class" if cell["per_class"] else "full"
     return ", ".join(filter(None, [size, point_label(cell.get("point", {}))]))
-
-
-def _num(x: float, fmt: str = "+.1f") -> str:
-    return "–" if np.isnan(x) else ("∞" if np.isinf(x) and x > 0 else "−∞" if np.isinf(x) else format(x, fmt))
-
-
-def _p(p: float) -> str:
-    return "–" if np.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def verdict_label(claim: Claim) -> str:
-    return claim.verdict + (" †" if claim.significant_unadjusted_only else "")
 
 
 def claim_table(cl: list[Claim]) -> list[str]:
@@ -337,6 +299,25 @@ def glai_parts(results_dir: str) -> tuple[list[str], list[tuple[str, dict[str, l
     return sections, found
 
 
+def sparse_parts(results_dir: str) -> tuple[list[str], list[tuple[str, dict[str, list]]]]:
+    """Section 8 (the SET / NPSET runs, judged by experiments/sparse_results.py) and each run's claims."""
+    from sparse import POINT_NAMES  # experiments/configs/sparse.py
+    sections, found = [], []
+    for folder, title, command in SPARSE_RUNS:
+        path = os.path.join(results_dir, folder)
+        results = read_results(path)
+        sections += [f"## {title}", ""]
+        if results is None:
+            sections += ["Not run yet in this repository.", ""]
+            continue
+        found.append((title.split(": ")[-1], {"accuracy": sparse_results.run_claims(path, POINT_NAMES)}))
+        sections += ["```bash", command, "```", f"Library wall time {results['wall_time'] / 60:.1f} min; training "
+                     f"time of all its runs {total_train_time(results) / 60:.1f} min, on one core.", "",
+                     *sparse_results.section(path, POINT_NAMES, link_prefix=f"results/{folder}/"), "",
+                     f"Every cell's tables: [results/{folder}/results.md](results/{folder}/results.md).", ""]
+    return sections, found
+
+
 def main(results_dir: str = "experiments/results", out: str = "experiments/RESULTS.md") -> None:
     intro = ["## How the results were produced and judged", "",
              "Every number below comes from the runs in `experiments/results/<name>/results.json`, produced by",
@@ -396,6 +377,7 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
                   "Holm-adjusted across this table's rows.", "", *verdict_lines(results, cl), "",
                   *(setting_table(settings) + [""] if settings else []), md]
     glai_sections, glai_found = glai_parts(results_dir)
+    sparse_sections, sparse_found = sparse_parts(results_dir)
     headline = [f"## Headline: bottom model, last-epoch test accuracy (%), mean ± std over "
                 f"{' or '.join(map(str, sorted(seeds)))} seeds (per experiment: its table)", "",
                 "| experiment | training set | SAL | plain, epoch-matched | plain, time-matched "
@@ -410,12 +392,16 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
                             "Each claim over every run and training-set size: its verdicts counted, the significant "
                             "ones listed (run, training set, mean (95% CI); times as ratios GLAI / MLP).", "",
                             *glai_results.summary_lines(glai_found), ""]
+        if sparse_found:
+            study_lines += ["## Sparse evolutionary MLPs against dense ones (section 8; not in the counts above)", "",
+                            "Each claim over every data set and training-set size: its verdicts counted, the "
+                            "significant ones listed (run, training set, mean (95% CI)).", "",
+                            *glai_results.summary_lines(sparse_found), ""]
         f.write("\n".join(["# Results", ""] + summary_lines(found, missing) + study_lines + intro + headline + [""]
-                          + sections + glai_sections))
+                          + sections + glai_sections + sparse_sections))
     print(f"wrote {out}")
 
 
-import glai_results  # noqa: E402  (it imports this module's claim helpers: after them)
 
 if __name__ == "__main__":
     main(*sys.argv[1:])

@@ -79,7 +79,8 @@ def test_make_results_writes_summary_first(tmp_path):
     out = tmp_path / "RESULTS.md"
     make_results.main(str(ROOT / "experiments" / "results"), str(out))
     text = out.read_text()
-    sections = [line for line in text.splitlines() if line.startswith("## ") and "Sensitivity studies" not in line]
+    studies = ("Sensitivity studies", "GLAI against", "Sparse evolutionary MLPs against")  # summaries apart
+    sections = [line for line in text.splitlines() if line.startswith("## ") and not any(s in line for s in studies)]
     assert text.startswith("# Results\n\n## Summary\n")
     assert sections[:2] == ["## Summary", "## How the results were produced and judged"]
     assert re.fullmatch(r"## Headline: bottom model, last-epoch test accuracy \(%\), mean ± std over (\d+ or )*\d+ "
@@ -151,3 +152,27 @@ def test_quick_glai_experiment_end_to_end(tmp_path):
                   "training time for the same epochs", "keeping 50% of the hidden units", "| plain (epoch-matched) |"):
         assert claim in text
     assert (tmp_path / "glai_pc10.png").exists()
+
+
+def test_quick_sparse_experiment_end_to_end(tmp_path):
+    """sparse.py:wine, quick: all six points train; every claim is judged and every point tabulated, the
+    sparse points with their live parameters and alive units."""
+    spec = importlib.util.spec_from_file_location("sparse_config", ROOT / "experiments" / "configs" / "sparse.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("wine")
+    config.quick = True
+    train_and_evaluate(config, str(tmp_path), progress=False)
+    load_make_results()
+    import sparse_results
+
+    text = "\n".join(sparse_results.section(str(tmp_path), module.POINT_NAMES))
+    for claim, *_ in sparse_results.CLAIMS:
+        assert f"| {claim} | full (124 ex.) | 2 |" in text
+    results = json.loads((tmp_path / "results.json").read_text())
+    sizes = sparse_results.point_cells(results, module.POINT_NAMES)
+    (_, cells), = sizes
+    npset = cells["npset"]["runs"][0]["plain_epoch_matched"]
+    assert npset["history"][-1]["alive_units"] == 32  # half of 2 x 32 hidden units
+    assert npset["num_params"] < cells["set"]["runs"][0]["plain_epoch_matched"]["num_params"]
+    assert (tmp_path / "curves_pc0.png").exists()

@@ -1,0 +1,71 @@
+"""Sparse evolutionary MLPs (SET / NPSET) against dense ones, with the referee's controls (issue #15).
+
+One run per data set, named after the config path's colon: `breast_cancer` and `wine` (scikit-learn's,
+standardised, stratified 70/30 split fixed by config.data.subset_seed), `digits` (8x8 digits, 20 per
+class and the full 1,257) and `mnist` (100 per class). Six points (config.sweep.points), the same seeds
+and batches, each a ladder of 1 and 2 hidden layers (SAL over it, and its bottom level plain, epoch- and
+time-matched):
+
+- `dense`: the dense ReLU MLP at full width (`WIDTHS`);
+- `dense_matched`: a dense MLP whose width gives about the parameters NPSET's bottom level ends with
+  (sal_jax.sparse.expected_live_params; the tables report every level's actual count);
+- `fixed`: sparse layers at the same Erdős–Rényi density (ε = 20), never rewired (ζ = 0);
+- `set`: SET, ζ = 0.3 of each layer's weights removed and regrown after every epoch;
+- `npset`: SET with half of each hidden layer's units pruned over the first half of the epochs;
+- `npset_fixed`: the same neuron pruning with rewiring off (ζ = 0).
+
+experiments/sparse_results.py judges the claims (sparse > dense at full size and at matched parameters,
+rewiring matters, half the neurons prunable without loss, SAL over sparse levels) and draws the
+learning curves (train and test accuracy per epoch).
+
+Commands:
+    sal-jax --config=experiments/configs/sparse.py:breast_cancer --workdir=experiments/results/sparse_breast_cancer
+    sal-jax --config=experiments/configs/sparse.py:wine --workdir=experiments/results/sparse_wine
+    sal-jax --config=experiments/configs/sparse.py:digits --workdir=experiments/results/sparse_digits
+    sal-jax --config=experiments/configs/sparse.py:mnist --config.data.data_dir=../shared/tensorflow_datasets \\
+        --workdir=experiments/results/sparse_mnist
+Run time on 2 CPU cores: see experiments/RESULTS.md, section 8. `--config.quick=True` (one small cell,
+2 seeds) checks the pipeline in about a minute.
+"""
+from sal_jax.config import default_config
+from sal_jax.models.mlp import width_for_params
+from sal_jax.sparse import expected_live_params
+
+CELLS = {  # run -> (dataset, inputs, classes, width, batch, per_class, epochs)
+    "breast_cancer": ("breast_cancer", 30, 2, 256, 16, (0,), (60,)),
+    "wine": ("wine", 13, 3, 256, 16, (0,), (100,)),
+    "digits": ("digits", 64, 10, 256, 32, (20, 0), (100, 40)),
+    "mnist": ("mnist", 784, 10, 256, 64, (100,), (60,)),
+}
+LEVELS, EPSILON, PRUNE = (1, 2), 20.0, 0.5
+
+
+def points(inputs: int, classes: int, width: int) -> tuple:
+    matched = width_for_params(expected_live_params(inputs, width, LEVELS[-1], classes, EPSILON, PRUNE), inputs,
+                               LEVELS[-1], classes)
+    sparse, fixed, pruned = ("model.family", "set_mlp"), ("sparse.zeta", 0.0), ("sparse.prune_fraction", PRUNE)
+    return (((("model.family", "mlp"),)), (("model.family", "mlp"), ("model.width", matched)), (sparse, fixed),
+            (sparse,), (sparse, pruned), (sparse, fixed, pruned))
+
+
+POINT_NAMES = ("dense", "dense_matched", "fixed", "set", "npset", "npset_fixed")
+
+
+def get_config(run: str = "wine"):
+    if run not in CELLS:
+        raise ValueError(f"sparse.py: unknown run {run!r}; choose from {list(CELLS)}")
+    dataset, inputs, classes, width, batch, per_class, epochs = CELLS[run]
+    config = default_config()
+    config.data.name = dataset
+    config.num_seeds = 5
+    config.model.levels = LEVELS
+    config.model.width = width
+    config.model.epsilon = EPSILON
+    config.train.batch_size = batch
+    config.train.eval_every = 1
+    config.sweep.per_class = per_class
+    config.sweep.epochs = epochs
+    config.sweep.points = points(inputs, classes, width)
+    config.quick_overrides = (("sweep.per_class", per_class[:1]), ("sweep.epochs", (3,)), ("num_seeds", 2),
+                              ("model.width", 32), ("sweep.points", points(inputs, classes, 32)))
+    return config

@@ -1,0 +1,122 @@
+"""The SET / NPSET claims of issue #15, judged from a sparse.py run (experiments/configs/sparse.py): six
+sweep points per training-set size, the same seeds and batches.
+
+    python experiments/sparse_results.py RUN_DIR    (prints the section; make_results.py includes it)
+
+Each claim is judged per training-set size on the per-seed paired differences of last-epoch test accuracy
+(points; sal_jax.stats: mean, 95% t CI, d_z, paired t-test), Holm-adjusted across the run's table; the
+plain bottom levels (epoch-matched: the same epochs and batches) unless the claim names SAL. Also, per
+point: the bottom level's parameters (live ones for sparse levels), the hidden units left alive, and the
+generalisation gap (training minus test accuracy in the last epoch); and the learning curves.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from claims import Claim, claim_rows, final, judged, read_results, size_label  # noqa: E402
+from sal_jax import stats  # noqa: E402
+
+PLAIN = "plain_epoch_matched"
+CLAIMS = [  # (claim, (point, method), (point, method)): the first minus the second
+    ("SET beats the dense MLP (full size)", ("set", PLAIN), ("dense", PLAIN)),
+    ("NPSET beats the dense MLP (full size)", ("npset", PLAIN), ("dense", PLAIN)),
+    ("NPSET beats the dense MLP of its parameter count", ("npset", PLAIN), ("dense_matched", PLAIN)),
+    ("rewiring matters: SET beats fixed sparsity", ("set", PLAIN), ("fixed", PLAIN)),
+    ("rewiring matters when pruning: NPSET beats pruning without rewiring", ("npset", PLAIN), ("npset_fixed", PLAIN)),
+    ("pruning half the neurons loses nothing: NPSET against SET", ("npset", PLAIN), ("set", PLAIN)),
+    ("SAL over NPSET levels beats plain NPSET", ("npset", "sal"), ("npset", PLAIN)),
+    ("SAL over NPSET levels beats SAL over dense levels", ("npset", "sal"), ("dense", "sal")),
+]
+
+
+def point_cells(results: dict[str, Any], names: tuple[str, ...]) -> list[tuple[str, dict[str, dict[str, Any]]]]:
+    """(size label, {point name: cell}) per training-set size; the points named in the order of
+    config.sweep.points, their seeds checked equal."""
+    listed = [dict(map(tuple, point)) for point in results["config"]["sweep"]["points"]]
+    by_size: dict[int, dict[str, dict[str, Any]]] = {}
+    for cell in results["cells"]:
+        name = names[listed.index(cell["point"])]
+        by_size.setdefault(cell["per_class"], {})[name] = cell
+    out = []
+    for per_class, cells in by_size.items():
+        seeds = {tuple(r["seed"] for r in cell["runs"]) for cell in cells.values()}
+        if len(seeds) > 1:
+            raise ValueError(f"sparse: the points at {per_class}/class ran different seeds")
+        out.append((size_label(per_class, next(iter(cells.values()))["dataset"]["train"]), cells))
+    return out
+
+
+def sparse_claims(sizes) -> list[Claim]:
+    rows = []
+    for size, cells in sizes:
+        for claim, (a, method_a), (b, method_b) in CLAIMS:
+            rows.append((claim, size, stats.paired_summary(final(cells[a]["runs"], method_a)
+                                                           - final(cells[b]["runs"], method_b))))
+    return judged(rows)
+
+
+def point_table(sizes, names: tuple[str, ...]) -> list[str]:
+    lines = ["| training set | point | params (bottom, plain) | hidden units alive | test acc, last (%) | "
+             "train − test acc, last (pts) |", "|" + " --- |" * 6]
+    for size, cells in sizes:
+        for name in names:
+            records = [r[PLAIN] for r in cells[name]["runs"]]
+            params = np.mean([rec["num_params"] for rec in records])
+            alive = [rec["history"][-1].get("alive_units") for rec in records]
+            alive_text = "all" if alive[0] is None else f"{np.mean(alive):.0f}"
+            test = np.array([rec["final_test_accuracy"] for rec in records]) * 100
+            gap = np.array([rec["history"][-1]["train_accuracy"] for rec in records]) * 100 - test
+            lines.append(f"| {size} | {name} | {params:,.0f} | {alive_text} | {test.mean():.1f} ± {test.std():.1f} | "
+                         f"{gap.mean():+.1f} |")
+    return lines
+
+
+def curves(sizes, folder: str) -> list[str]:
+    """Per training-set size: training and test accuracy per epoch of the plain dense, SET and NPSET
+    bottom levels (means over seeds): the generalisation gap as the paper plots it."""
+    names = []
+    for size, cells in sizes:
+        per_class = cells["dense"]["per_class"]
+        fig = Figure(figsize=(6.5, 4))
+        ax = fig.add_subplot(1, 1, 1)
+        for name, color in (("dense", "C0"), ("set", "C1"), ("npset", "C2"), ("dense_matched", "C3")):
+            histories = [r[PLAIN]["history"] for r in cells[name]["runs"]]
+            epochs = [row["epoch"] for row in histories[0]]
+            for key, style in (("train_accuracy", ":"), ("test_accuracy", "-")):
+                ax.plot(epochs, np.mean([[row[key] * 100 for row in h] for h in histories], axis=0), style,
+                        color=color, label=f"{name}, {key.split('_')[0]}")
+        ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"plain bottom levels, {size}")
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        name = f"curves_pc{per_class}.png"
+        fig.savefig(os.path.join(folder, name), dpi=90)
+        names.append(name)
+    return names
+
+
+def run_claims(folder: str, names: tuple[str, ...]) -> list[Claim]:
+    return sparse_claims(point_cells(read_results(folder), names))
+
+
+def section(folder: str, names: tuple[str, ...], link_prefix: str = "") -> list[str]:
+    """The markdown of one sparse.py run (without its title)."""
+    sizes = point_cells(read_results(folder), names)
+    lines = ["### Claims (plain bottom levels, epoch-matched, unless SAL is named)", ""]
+    lines += claim_rows(sparse_claims(sizes), "difference") + [""]
+    lines += ["### Per point", ""] + point_table(sizes, names) + [""]
+    lines += [f"![learning curves, {size}]({link_prefix}{name})" for (size, _), name in zip(sizes, curves(sizes, folder))]
+    return lines
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "configs"))
+    from sparse import POINT_NAMES  # experiments/configs/sparse.py
+
+    print("\n".join(section(sys.argv[1], POINT_NAMES)))
