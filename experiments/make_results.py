@@ -280,41 +280,24 @@ def headline_rows(title: str, results: dict[str, Any], cl: list[Claim]) -> list[
     return rows
 
 
-def glai_parts(results_dir: str) -> tuple[list[str], list[tuple[str, dict[str, list]]]]:
-    """Section 7 (the GLAI runs, judged by experiments/glai_results.py) and each run's claims."""
+def method_parts(results_dir: str, runs: list[tuple[str, str, str]], judge, section
+                 ) -> tuple[list[str], list[tuple[str, dict[str, list]]]]:
+    """The sections of a neighbouring method's runs (GLAI: section 7, sparse levels: section 8) and each
+    run's claims: `judge(folder)` -> {kind: claims}, `section(folder, link_prefix)` -> markdown lines."""
     sections, found = [], []
-    for folder, title, commands in GLAI_RUNS:
+    for folder, title, commands in runs:
         path = os.path.join(results_dir, folder)
         results = read_results(path)
         sections += [f"## {title}", ""]
         if results is None:
             sections += ["Not run yet in this repository.", ""]
             continue
-        found.append((title.split(": ")[-1], glai_results.run_claims(path)))
+        found.append((title.split(": ")[-1], judge(path)))
         sections += ["```bash", commands, "```", f"Library wall time {results['wall_time'] / 60:.1f} min; training "
                      f"time of all its runs {total_train_time(results) / 60:.1f} min, on one core.", "",
-                     *glai_results.section(path, link_prefix=f"results/{folder}/"), "",
-                     f"Every cell's tables (SAL level by level, both baselines): [results/{folder}/results.md]"
+                     *section(path, f"results/{folder}/"), "",
+                     f"Every cell's tables (SAL level by level, the baselines): [results/{folder}/results.md]"
                      f"(results/{folder}/results.md).", ""]
-    return sections, found
-
-
-def sparse_parts(results_dir: str) -> tuple[list[str], list[tuple[str, dict[str, list]]]]:
-    """Section 8 (the SET / NPSET runs, judged by experiments/sparse_results.py) and each run's claims."""
-    from sparse import POINT_NAMES  # experiments/configs/sparse.py
-    sections, found = [], []
-    for folder, title, command in SPARSE_RUNS:
-        path = os.path.join(results_dir, folder)
-        results = read_results(path)
-        sections += [f"## {title}", ""]
-        if results is None:
-            sections += ["Not run yet in this repository.", ""]
-            continue
-        found.append((title.split(": ")[-1], {"accuracy": sparse_results.run_claims(path, POINT_NAMES)}))
-        sections += ["```bash", command, "```", f"Library wall time {results['wall_time'] / 60:.1f} min; training "
-                     f"time of all its runs {total_train_time(results) / 60:.1f} min, on one core.", "",
-                     *sparse_results.section(path, POINT_NAMES, link_prefix=f"results/{folder}/"), "",
-                     f"Every cell's tables: [results/{folder}/results.md](results/{folder}/results.md).", ""]
     return sections, found
 
 
@@ -376,8 +359,11 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
                   "**Verdicts**: SAL − plain, bottom model, last-epoch test accuracy, paired over seeds; p "
                   "Holm-adjusted across this table's rows.", "", *verdict_lines(results, cl), "",
                   *(setting_table(settings) + [""] if settings else []), md]
-    glai_sections, glai_found = glai_parts(results_dir)
-    sparse_sections, sparse_found = sparse_parts(results_dir)
+    glai_sections, glai_found = method_parts(results_dir, GLAI_RUNS, glai_results.run_claims, glai_results.section)
+    from sparse import POINT_NAMES  # experiments/configs/sparse.py
+    sparse_sections, sparse_found = method_parts(
+        results_dir, SPARSE_RUNS, lambda path: {"accuracy": sparse_results.run_claims(path, POINT_NAMES)},
+        lambda path, prefix: sparse_results.section(path, POINT_NAMES, link_prefix=prefix))
     headline = [f"## Headline: bottom model, last-epoch test accuracy (%), mean ± std over "
                 f"{' or '.join(map(str, sorted(seeds)))} seeds (per experiment: its table)", "",
                 "| experiment | training set | SAL | plain, epoch-matched | plain, time-matched "

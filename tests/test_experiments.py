@@ -13,11 +13,25 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "experiments" / "configs").glob("*.py"))
 
 
-def load_config(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+def config_module(path):
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module
+
+
+def load_config(path):
+    return config_module(path).get_config()
+
+
+def quick_run(name: str, run: str, workdir) -> object:
+    """experiments/configs/<name>.py:<run> with --config.quick=True, trained into workdir; its module."""
+    module = config_module(ROOT / "experiments" / "configs" / f"{name}.py")
+    config = module.get_config(run)
+    config.quick = True
+    train_and_evaluate(config, str(workdir), progress=False)
+    load_make_results()  # and experiments/ on sys.path: the result makers
+    return module
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
@@ -129,14 +143,7 @@ def test_a_sensitivity_study_compares_each_setting_with_the_default_by_seed():
 def test_quick_glai_experiment_end_to_end(tmp_path):
     """glai.py:digits, quick: both points train; pruning reads every plain GLAI level back from its
     checkpoint and, unpruned, measures the test accuracy training recorded; the section judges each claim."""
-    spec = importlib.util.spec_from_file_location("glai_config", ROOT / "experiments" / "configs" / "glai.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("digits")
-    config.quick = True
-    train_and_evaluate(config, str(tmp_path), progress=False)
-    load_make_results()
-    sys.path.insert(0, str(ROOT / "experiments"))
+    quick_run("glai", "digits", tmp_path)
     import glai_pruning
     import glai_results
 
@@ -157,13 +164,7 @@ def test_quick_glai_experiment_end_to_end(tmp_path):
 def test_quick_sparse_experiment_end_to_end(tmp_path):
     """sparse.py:wine, quick: all six points train; every claim is judged and every point tabulated, the
     sparse points with their live parameters and alive units."""
-    spec = importlib.util.spec_from_file_location("sparse_config", ROOT / "experiments" / "configs" / "sparse.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("wine")
-    config.quick = True
-    train_and_evaluate(config, str(tmp_path), progress=False)
-    load_make_results()
+    module = quick_run("sparse", "wine", tmp_path)
     import sparse_results
 
     text = "\n".join(sparse_results.section(str(tmp_path), module.POINT_NAMES))
