@@ -78,7 +78,7 @@ def test_make_results_claims_are_holm_adjusted_per_experiment_table():
     from sal_jax import stats
 
     make_results = load_make_results()
-    results = json.loads((ROOT / "experiments" / "results" / "mnist_deep_mlp" / "results.json").read_text())
+    results = make_results.read_results(str(ROOT / "experiments" / "results" / "mnist_deep_mlp"))  # .json or .json.gz
     claims = make_results.claims(results)
     assert [(c.baseline, c.cell.split(" (")[0]) for c in claims] == [
         (b, cell) for b in make_results.COMPARED for cell in ("500/class", "5000/class")]

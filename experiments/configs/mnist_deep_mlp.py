@@ -7,8 +7,9 @@ Swap the activation with --config.model.activation=tanh.
 
 Command:
     sal-jax --config=experiments/configs/mnist_deep_mlp.py --workdir=experiments/results/mnist_deep_mlp
-Run time on 2 CPU cores: 10.6 minutes (measured 2026-11-27 at commit b4a3e52, 8 seeds; the wall_time in
-experiments/results/mnist_deep_mlp/results.json). `--config.quick=True`: one small
+Run time on 2 CPU cores: 20 minutes (1205 s; measured 2026-11-27 at commit 7bdaf51, 8 seeds, every level
+also trained plain, on one core while the other ran experiments; the wall_time in
+experiments/results/mnist_deep_mlp/results.json.gz). `--config.quick=True`: one small
 cell, 31 s measured 2026-11-26 on a 2-core CPU shared with other jobs (an upper bound).
 """
 from sal_jax.config import default_config

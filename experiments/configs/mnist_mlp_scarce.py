@@ -6,8 +6,8 @@ SAL vs plain (epoch- and time-matched) and the hidden-only / output-only ablatio
 Command:
     sal-jax --config=experiments/configs/mnist_mlp_scarce.py --workdir=experiments/results/mnist_mlp_scarce
 Data: TFDS `mnist` under $TFDS_DATA_DIR or --config.data.data_dir (../shared/tensorflow_datasets here).
-Run time on 2 CPU cores: 24 minutes for 8 seeds (1414 s, the wall_time in
-experiments/results/mnist_mlp_scarce/results.json; commit d83d9ee, 2026-11-26, sharing the cores with
+Run time on 2 CPU cores: 15 minutes for 8 seeds, every level also trained plain (889 s, the wall_time in
+experiments/results/mnist_mlp_scarce/results.json.gz; commit 7bdaf51, 2026-11-27, sharing the cores with
 another run and the test suite: an upper bound). `--config.quick=True`: one small
 cell, 40 s measured 2026-11-26 on a 2-core CPU shared with other jobs (an upper bound).
 """

@@ -8,9 +8,9 @@ Command:
         --workdir=experiments/results/trec_gru
 --config.data.data_dir: the folder holding trec/ and emotion/ (README, "Datasets"); ../shared/datasets is
 this project's.
-Run time on 2 CPU cores: 21 minutes for 8 seeds (1271 s, the wall_time in
-experiments/results/trec_gru/results.json; commit d83d9ee, 2026-11-26, sharing the cores with another run
-and the test suite: an upper bound). `--config.quick=True`: 58 s measured
+Run time on 2 CPU cores: 13 minutes for 8 seeds, every level also trained plain (799 s, the wall_time in
+experiments/results/trec_gru/results.json.gz; 2026-11-27, one core, started at 7bdaf51 while later commits
+landed that train these levels bit for bit alike; the other core busy: an upper bound). `--config.quick=True`: 58 s measured
 2026-11-26 on a 2-core CPU shared with other jobs (an upper bound).
 """
 from sal_jax.config import default_config
