@@ -8,9 +8,9 @@ Command:
         --workdir=experiments/results/emotion_gru
 --config.data.data_dir: the folder holding trec/ and emotion/ (README, "Datasets"); ../shared/datasets is
 this project's.
-Run time on 2 CPU cores: 15 minutes for 8 seeds (900 s, the wall_time in
-experiments/results/emotion_gru/results.json; commit d83d9ee, 2026-11-26, sharing the cores with another
-run: an upper bound). `--config.quick=True`: 48 s
+Run time on 2 CPU cores: 29 minutes for 8 seeds, every level also trained plain (1711 s, the wall_time in
+experiments/results/emotion_gru/results.json.gz; 2026-11-27, code between e168278 and 24b53c7, which train
+these levels bit for bit alike; one core, the other busy: an upper bound). `--config.quick=True`: 48 s
 measured 2026-11-26 on a 2-core CPU shared with other jobs (an upper bound).
 """
 import os
