@@ -38,6 +38,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.model.embed_dim = 64        # rnn
     config.model.cell = "gru"          # rnn: gru | lstm
     config.model.epsilon = 20.0        # set_mlp: each layer's Erdős–Rényi density min(1, ε (n_in + n_out) / (n_in n_out))
+    # set_mlp: one ε per level instead (() = epsilon for every level); e.g. (2.0, 5.0, 20.0) with levels
+    # (2, 2, 2) makes a ladder that grows in density instead of depth
+    config.model.epsilons = ()
 
     # Sparse levels (config.model.family = "set_mlp"; sal_jax/sparse.py): SET, and NPSET with prune_fraction > 0
     config.sparse = ml_collections.ConfigDict()

@@ -463,7 +463,7 @@ def sparse_phase_inputs(phase: Phase, levels: Sequence[nn.Module], config: ml_co
     spec, epochs = config.sparse, config.train.epochs if epochs is None else epochs
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), phase.level), phase.round)
     return {"epoch_hook": sparse.SparseEvolution(
-        json.dumps(config.train.to_dict(), sort_keys=True), config.model.epsilon, spec.zeta, spec.prune_fraction,
+        json.dumps(config.train.to_dict(), sort_keys=True), levels[phase.level - 1].epsilon, spec.zeta, spec.prune_fraction,
         max(1, math.floor(spec.prune_until * epochs)), levels[phase.level - 1].width,
         jax.random.fold_in(key, list(BASELINE_KINDS).index(phase.kind) + 1 if phase.kind in BASELINE_KINDS else 0))}
 

@@ -17,6 +17,7 @@ from sal_jax.levels import abstract_level, num_params
 from sal_jax.models import CNN, MLP, RNN, GlaiMLP, SparseMLP
 from sal_jax.losses import DISTANCES, FEATURE_NORMS, LAYER_REDUCTIONS, align_layers, parse_layer_map
 from sal_jax.optimizers import OPTIMIZERS
+from sal_jax.sparse import expected_live_params
 
 
 def _positive(value, field: str, integer: bool = True) -> None:
@@ -66,8 +67,10 @@ def validate_glai(glai: ml_collections.ConfigDict) -> None:
 
 
 def validate_sparse(config: ml_collections.ConfigDict) -> None:
-    """config.sparse and config.model.epsilon: a sparse level's density, evolution and neuron pruning."""
+    """config.sparse and config.model.epsilon(s): a sparse level's density, evolution and neuron pruning."""
     _positive(config.model.epsilon, "model.epsilon", integer=False)
+    for value in config.model.epsilons:  # one per level: checked by make_level
+        _positive(value, "model.epsilons", integer=False)
     for key, low, high in (("zeta", 0, 1), ("prune_fraction", 0, 1)):
         value = config.sparse[key]
         if not is_number(value) or not low <= value < high:
@@ -132,13 +135,22 @@ def validate_ladder(levels: Sequence[nn.Module], sample_x: jax.Array,
     if len(classes) != 1:
         raise ConfigError(f"config.model: levels disagree on the number of classes: {sorted(classes)}")
     _validate_guidance(guidance, [len(out[1]) for out in outputs])
-    counts = [num_params(level, sample_x) for level in levels]
+    counts = [complexity(level, sample_x) for level in levels]
     for k in range(1, len(levels)):
         if counts[k] <= counts[k - 1]:
             raise ConfigError(
                 f"config.model.levels: the ladder must grow in complexity, but level {k + 1} "
-                f"({type(levels[k]).__name__}, {counts[k]:,} params) is not larger than level {k} "
-                f"({counts[k - 1]:,} params)")
+                f"({type(levels[k]).__name__}, {counts[k]:,.0f} params) is not larger than level {k} "
+                f"({counts[k - 1]:,.0f} params)")
+
+
+def complexity(level: nn.Module, sample_x: jax.Array) -> float:
+    """A level's parameter count; a sparse level's expected live one (its masks are drawn at init), so a
+    ladder may grow in density."""
+    if isinstance(level, SparseMLP):
+        return expected_live_params(int(np.prod(sample_x.shape[1:])), level.width, level.hidden_layers,
+                                    level.num_classes, level.epsilon, 0.0)
+    return num_params(level, sample_x)
 
 
 def _validate_guidance(guidance: ml_collections.ConfigDict, feature_counts: Sequence[int]) -> None:

@@ -6,6 +6,7 @@ import optax
 import pytest
 
 from sal_jax import sparse
+from sal_jax.errors import ConfigError
 from sal_jax.ladder import train_ladder
 from sal_jax.models import SparseMLP, make_ladder
 from sal_jax.models.sparse import MASKS
@@ -126,3 +127,19 @@ def test_expected_live_params_is_what_a_trained_npset_level_has(data, sparse_con
     live = sparse.live_param_count(result.plain_epoch_matched.variables)
     expected = sparse.expected_live_params(8, 64, 2, 3, 4.0, 0.5)
     assert expected < live < 1.25 * expected, (live, expected)
+
+
+def test_a_ladder_that_grows_in_density_instead_of_depth(data, sparse_config):
+    """One ε per level (model.epsilons): levels of the same depth and width, each denser than the one above, the lower one
+    guided by the upper as usual; a ladder whose density falls is refused before training."""
+    sparse_config.model.levels, sparse_config.model.epsilons = (2, 2), (1.5, 4.0)
+    result = train_ladder(make_ladder(sparse_config.model, 3), data, sparse_config)
+    upper, lower = (run.variables[MASKS]["dense_1"]["kernel"] for run in result.sal)
+    assert float(np.mean(upper)) < float(np.mean(lower))
+    assert "train_hidden" in result.sal[1].history[0]  # guided by the sparser level above
+    sparse_config.model.epsilons = (4.0, 1.5)
+    with pytest.raises(ConfigError, match="the ladder must grow in complexity, but level 2"):
+        train_ladder(make_ladder(sparse_config.model, 3), data, sparse_config)
+    sparse_config.model.epsilons = (4.0,)
+    with pytest.raises(ConfigError, match=r"config.model.epsilons: needs one value per level \(2\), got 1"):
+        make_ladder(sparse_config.model, 3)

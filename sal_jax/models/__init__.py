@@ -30,7 +30,13 @@ def make_level(family: str, index: int, model: ml_collections.ConfigDict, num_cl
     if family == "mlp":
         return MLP(depth, model.width, num_classes, model.activation)
     if family == "set_mlp":
-        return SparseMLP(depth, model.width, num_classes, model.activation, model.epsilon)
+        epsilon = model.epsilon
+        if model.epsilons:
+            if len(model.epsilons) != len(model.levels):
+                raise ConfigError(f"config.model.epsilons: needs one value per level ({len(model.levels)}), "
+                                  f"got {len(model.epsilons)}")
+            epsilon = model.epsilons[index]
+        return SparseMLP(depth, model.width, num_classes, model.activation, float(epsilon))
     if family == "glai":  # ReLU by definition: its structure is the ReLUs' on/off pattern
         return GlaiMLP(depth, model.width, num_classes)
     if family == "cnn":
