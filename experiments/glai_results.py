@@ -271,6 +271,9 @@ def section(folder: str, link_prefix: str = "") -> list[str]:
     pairs = paired_cells(results)
     threshold = results["config"]["glai"]["flip_threshold"]
     lines = ["### Accuracy", ""] + claim_rows(accuracy_claims(pairs), "difference") + [""]
+    lines += ["\"At GLAI's training time\": the MLP's test accuracy at the last epoch it finished within GLAI's "
+              "training time (every epoch is evaluated); where GLAI took longer than the MLP's whole run, the "
+              "MLP's last epoch, i.e. the MLP had less time (favourable to GLAI).", ""]
     lines += ["### Training time (ratios GLAI / MLP: geometric means over seeds, CI and test on the logs)", ""]
     lines += time_table(time_claims(pairs)) + [""]
     lines += ["### When the structure froze", ""] + structure_lines(pairs, threshold) + [""]
