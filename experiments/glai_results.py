@@ -237,7 +237,7 @@ def run_claims(folder: str) -> dict[str, list]:
 
 def summary_lines(runs: list[tuple[str, dict[str, list]]]) -> list[str]:
     """One line per claim over every run and training-set size: its verdicts counted, and the significant
-    ones listed (run, size, mean and CI). `runs`: (run, {kind: claims}), kinds "accuracy", "time" (ratios)
+    ones listed (run, size, mean and CI; the first three). `runs`: (run, {kind: claims}), kinds "accuracy", "time" (ratios)
     or "pruning" (verdicts "loses accuracy" / "gains accuracy"), as run_claims gives them."""
     def significant(c) -> bool:
         return c.p_holm < stats.ALPHA
@@ -260,8 +260,9 @@ def summary_lines(runs: list[tuple[str, dict[str, list]]]) -> list[str]:
                          c.ratio(c.summary.ci_low) if kind == "time" else _num(c.summary.ci_low),
                          c.ratio(c.summary.ci_high) if kind == "time" else _num(c.summary.ci_high))
                    + f": {words.get(c.verdict, c.verdict)}" for run, c in chosen if significant(c)]
+            listed = "; ".join(sig[:3]) + (f"; and {len(sig) - 3} more" if len(sig) > 3 else "")
             lines.append(f"- {label}: " + ", ".join(f"{k} {n}" for k, n in counts.items())
-                         + (f" of {len(chosen)}" if counts else "") + ("; significant: " + "; ".join(sig) if sig else ""))
+                         + (f" of {len(chosen)}" if counts else "") + (f"; significant: {listed}" if sig else ""))
     return lines
 
 
