@@ -7,8 +7,10 @@ to papers; a copy prepared by TFDS (README, "Datasets") has the original pixels.
 
 Command:
     sal-jax --config=experiments/configs/cifar10_cnn.py --workdir=experiments/results/cifar10_cnn
-Run time on 2 CPU cores: 27.5 minutes (8 seeds; measured 2026-11-27 at commit b4a3e52, the wall_time in
-experiments/results/cifar10_cnn/results.json). `--config.quick=True`: one small cell, 84 s measured 2026-11-26 on a 2-core
+Run time on 2 CPU cores: 66 minutes (3947 s; 8 seeds, every level also trained plain; measured 2026-11-27,
+started at commit 05e3fc8, whose changes since 7bdaf51 train these levels bit for bit alike, on one core
+while the other ran experiments and tests: an upper bound; the wall_time in
+experiments/results/cifar10_cnn/results.json.gz). `--config.quick=True`: one small cell, 84 s measured 2026-11-26 on a 2-core
 CPU shared with other jobs (an upper bound).
 """
 from sal_jax.config import default_config
