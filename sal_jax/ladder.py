@@ -270,8 +270,9 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
         if time_budget is None:
             return prog.epoch >= epochs
         # A time budget is judged by process 0's clock: all processes must stop at the same step. One
-        # smaller than the level's setup (tiny runs) still trains one epoch: every run ends evaluated.
-        return bool(prog.history) and parallel.agree(prog.train_time >= time_budget)
+        # smaller than the level's setup (tiny runs) still runs one call: every run ends with an epoch row.
+        started = bool(prog.history) or prog.step_in_epoch > 0
+        return started and parallel.agree(prog.train_time >= time_budget)
 
     name = name or f"level {level}"
     # disable=None: no bar when stderr is not a terminal (a log file would collect every redraw)

@@ -54,5 +54,6 @@ def get_config(run: str = "digits"):
     mlp_width = glai.matched_mlp_width(inputs, WIDTH, LEVELS[-1], 10)
     config.sweep.points = ((("model.family", "glai"), ("model.width", WIDTH)),
                            (("model.family", "mlp"), ("model.width", mlp_width)))
-    config.quick_overrides = (("sweep.per_class", (10,)), ("sweep.epochs", (4,)), ("num_seeds", 2))
+    config.quick_overrides = (("sweep.per_class", (10,)), ("sweep.epochs", (4,)), ("num_seeds", 2),
+                              ("baselines.time_matched", False))
     return config

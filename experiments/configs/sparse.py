@@ -69,5 +69,6 @@ def get_config(run: str = "wine"):
     config.sweep.epochs = epochs
     config.sweep.points = points(inputs, classes, width)
     config.quick_overrides = (("sweep.per_class", per_class[:1]), ("sweep.epochs", (3,)), ("num_seeds", 2),
+                              ("baselines.time_matched", False),
                               ("model.width", 32), ("sweep.points", points(inputs, classes, 32)))
     return config
