@@ -77,7 +77,13 @@ SPARSE_RUNS = [  # (results folder, title, command): SET / NPSET against dense M
      f"sal-jax --config=experiments/configs/sparse.py:{run}{data_dir} --workdir=experiments/results/sparse_{run}")
     for letter, run, title, data_dir in (
         ("a", "breast_cancer", "breast cancer", ""), ("b", "wine", "wine", ""), ("c", "digits", "digits", ""),
-        ("d", "mnist", "MNIST", " --config.data.data_dir=../shared/tensorflow_datasets"))]
+        ("d", "mnist", "MNIST", " --config.data.data_dir=../shared/tensorflow_datasets"))] + [
+    (f"sparse_density_{run}", f"8{letter}. SAL over NPSET levels growing in density: {title}",
+     f"sal-jax --config=experiments/configs/sparse.py:density_{run}{data_dir} "
+     f"--workdir=experiments/results/sparse_density_{run}")
+    for letter, run, title, data_dir in (
+        ("e", "breast_cancer", "breast cancer", ""), ("f", "wine", "wine", ""), ("g", "digits", "digits", ""),
+        ("h", "mnist", "MNIST", " --config.data.data_dir=../shared/tensorflow_datasets"))]
 SENSITIVITY = ("sensitivity_",)  # folders whose claims are summarised apart: many settings of one cell
 
 
@@ -361,10 +367,9 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
                   "Holm-adjusted across this table's rows.", "", *verdict_lines(results, cl), "",
                   *(setting_table(settings) + [""] if settings else []), md]
     glai_sections, glai_found = method_parts(results_dir, GLAI_RUNS, glai_results.run_claims, glai_results.section)
-    from sparse import POINT_NAMES  # experiments/configs/sparse.py
     sparse_sections, sparse_found = method_parts(
-        results_dir, SPARSE_RUNS, lambda path: {"accuracy": sparse_results.run_claims(path, POINT_NAMES)},
-        lambda path, prefix: sparse_results.section(path, POINT_NAMES, link_prefix=prefix))
+        results_dir, SPARSE_RUNS, lambda path: {"accuracy": sparse_results.run_claims(path)},
+        lambda path, prefix: sparse_results.section(path, link_prefix=prefix))
     headline = [f"## Headline: bottom model, last-epoch test accuracy (%), mean ± std over "
                 f"{' or '.join(map(str, sorted(seeds)))} seeds (per experiment: its table)", "",
                 "| experiment | training set | SAL | plain, epoch-matched | plain, time-matched "

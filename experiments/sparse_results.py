@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "configs"))
 from claims import Claim, claim_rows, final, judged, read_results, size_label  # noqa: E402
 from sal_jax import stats  # noqa: E402
 
@@ -34,11 +35,29 @@ CLAIMS = [  # (claim, (point, method), (point, method)): the first minus the sec
     ("SAL over NPSET levels beats plain NPSET", ("npset", "sal"), ("npset", PLAIN)),
     ("SAL over NPSET levels beats SAL over dense levels", ("npset", "sal"), ("dense", "sal")),
 ]
+DENSITY_CLAIMS = [  # a density run's (experiments/configs/sparse.py: density_<data set>)
+    ("SAL over a density ladder beats plain NPSET", ("npset_density", "sal"), ("npset_density", PLAIN)),
+    ("SAL over a density ladder beats SAL over dense levels", ("npset_density", "sal"), ("dense", "sal")),
+    ("SAL over a density ladder beats SAL over a depth ladder (NPSET levels)", ("npset_density", "sal"),
+     ("npset", "sal")),
+]
 
 
-def point_cells(results: dict[str, Any], names: tuple[str, ...]) -> list[tuple[str, dict[str, dict[str, Any]]]]:
-    """(size label, {point name: cell}) per training-set size; the points named in the order of
-    config.sweep.points, their seeds checked equal."""
+def claims_of(names: tuple[str, ...]) -> list:
+    """The claims a run's points answer: the density ladder's, or the six-point comparison's."""
+    return DENSITY_CLAIMS if "npset_density" in names else CLAIMS
+
+
+def point_names(results: dict[str, Any]) -> tuple[str, ...]:
+    """The run's point names (experiments/configs/sparse.py), in the order of its config.sweep.points."""
+    from sparse import point_names as names_of_points  # experiments/configs/sparse.py
+
+    return names_of_points(results["config"]["sweep"]["points"])
+
+
+def point_cells(results: dict[str, Any]) -> list[tuple[str, dict[str, dict[str, Any]]]]:
+    """(size label, {point name: cell}) per training-set size, their seeds checked equal."""
+    names = point_names(results)
     listed = [dict(map(tuple, point)) for point in results["config"]["sweep"]["points"]]
     by_size: dict[int, dict[str, dict[str, Any]]] = {}
     for cell in results["cells"]:
@@ -56,18 +75,18 @@ def point_cells(results: dict[str, Any], names: tuple[str, ...]) -> list[tuple[s
 def sparse_claims(sizes) -> list[Claim]:
     rows = []
     for size, cells in sizes:
-        for claim, (a, method_a), (b, method_b) in CLAIMS:
+        for claim, (a, method_a), (b, method_b) in claims_of(tuple(cells)):
             rows.append((claim, size, stats.paired_summary(final(cells[a]["runs"], method_a)
                                                            - final(cells[b]["runs"], method_b))))
     return judged(rows)
 
 
-def point_table(sizes, names: tuple[str, ...]) -> list[str]:
+def point_table(sizes) -> list[str]:
     lines = ["| training set | point | params (bottom, plain) | hidden units alive | test acc, last (%) | "
              "train − test acc, last (pts) |", "|" + " --- |" * 6]
     for size, cells in sizes:
-        for name in names:
-            records = [r[PLAIN] for r in cells[name]["runs"]]
+        for name, cell in cells.items():
+            records = [r[PLAIN] for r in cell["runs"]]
             params = np.mean([rec["num_params"] for rec in records])
             alive = [rec["history"][-1].get("alive_units") for rec in records]
             alive_text = "all" if alive[0] is None else f"{np.mean(alive):.0f}"
@@ -78,15 +97,35 @@ def point_table(sizes, names: tuple[str, ...]) -> list[str]:
     return lines
 
 
+def density_table(sizes) -> list[str]:
+    """The density ladder level by level: its ε, live parameters, and test accuracy with SAL and plain
+    (epoch-matched; config.baselines.every_level): which density is best."""
+    lines = ["| training set | level | ε | params (live) | SAL, test acc (%) | plain, test acc (%) |", "|" + " --- |" * 6]
+    for size, cells in sizes:
+        runs = cells["npset_density"]["runs"]
+        epsilons = cells["npset_density"]["point"]["model.epsilons"]
+        for index, epsilon in enumerate(epsilons):
+            level = index + 1
+            sal = np.array([r["sal"][index]["final_test_accuracy"] for r in runs]) * 100
+            plain = np.array([(r if level == len(epsilons) else r["plain_levels"][str(level)])[PLAIN]
+                              ["final_test_accuracy"] for r in runs]) * 100
+            params = np.mean([r["sal"][index]["num_params"] for r in runs])
+            lines.append(f"| {size} | {level} | {epsilon:g} | {params:,.0f} | {sal.mean():.1f} ± {sal.std():.1f} | "
+                         f"{plain.mean():.1f} ± {plain.std():.1f} |")
+    return lines
+
+
 def curves(sizes, folder: str) -> list[str]:
     """Per training-set size: training and test accuracy per epoch of the plain dense, SET and NPSET
-    bottom levels (means over seeds): the generalisation gap as the paper plots it."""
+    bottom levels (those the run has; means over seeds): the generalisation gap as the paper plots it."""
     names = []
     for size, cells in sizes:
         per_class = cells["dense"]["per_class"]
         fig = Figure(figsize=(6.5, 4))
         ax = fig.add_subplot(1, 1, 1)
         for name, color in (("dense", "C0"), ("set", "C1"), ("npset", "C2"), ("dense_matched", "C3")):
+            if name not in cells:
+                continue
             histories = [r[PLAIN]["history"] for r in cells[name]["runs"]]
             epochs = [row["epoch"] for row in histories[0]]
             for key, style in (("train_accuracy", ":"), ("test_accuracy", "-")):
@@ -101,22 +140,21 @@ def curves(sizes, folder: str) -> list[str]:
     return names
 
 
-def run_claims(folder: str, names: tuple[str, ...]) -> list[Claim]:
-    return sparse_claims(point_cells(read_results(folder), names))
+def run_claims(folder: str) -> list[Claim]:
+    return sparse_claims(point_cells(read_results(folder)))
 
 
-def section(folder: str, names: tuple[str, ...], link_prefix: str = "") -> list[str]:
+def section(folder: str, link_prefix: str = "") -> list[str]:
     """The markdown of one sparse.py run (without its title)."""
-    sizes = point_cells(read_results(folder), names)
+    sizes = point_cells(read_results(folder))
     lines = ["### Claims (plain bottom levels, epoch-matched, unless SAL is named)", ""]
     lines += claim_rows(sparse_claims(sizes), "difference") + [""]
-    lines += ["### Per point", ""] + point_table(sizes, names) + [""]
+    lines += ["### Per point", ""] + point_table(sizes) + [""]
+    if "npset_density" in sizes[0][1]:
+        lines += ["### The density ladder, level by level", ""] + density_table(sizes) + [""]
     lines += [f"![learning curves, {size}]({link_prefix}{name})" for (size, _), name in zip(sizes, curves(sizes, folder))]
     return lines
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "configs"))
-    from sparse import POINT_NAMES  # experiments/configs/sparse.py
-
-    print("\n".join(section(sys.argv[1], POINT_NAMES)))
+    print("\n".join(section(sys.argv[1])))

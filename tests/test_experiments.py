@@ -164,16 +164,35 @@ def test_quick_glai_experiment_end_to_end(tmp_path):
 def test_quick_sparse_experiment_end_to_end(tmp_path):
     """sparse.py:wine, quick: all six points train; every claim is judged and every point tabulated, the
     sparse points with their live parameters and alive units."""
-    module = quick_run("sparse", "wine", tmp_path)
+    quick_run("sparse", "wine", tmp_path)
     import sparse_results
 
-    text = "\n".join(sparse_results.section(str(tmp_path), module.POINT_NAMES))
+    text = "\n".join(sparse_results.section(str(tmp_path)))
     for claim, *_ in sparse_results.CLAIMS:
         assert f"| {claim} | full (124 ex.) | 2 |" in text
     results = json.loads((tmp_path / "results.json").read_text())
-    sizes = sparse_results.point_cells(results, module.POINT_NAMES)
-    (_, cells), = sizes
+    (_, cells), = sparse_results.point_cells(results)
+    assert tuple(cells) == ("dense", "dense_matched", "fixed", "set", "npset", "npset_fixed")
     npset = cells["npset"]["runs"][0]["plain_epoch_matched"]
     assert npset["history"][-1]["alive_units"] == 32  # half of 2 x 32 hidden units
     assert npset["num_params"] < cells["set"]["runs"][0]["plain_epoch_matched"]["num_params"]
     assert (tmp_path / "curves_pc0.png").exists()
+
+
+def test_quick_sparse_density_ladder_end_to_end(tmp_path):
+    """sparse.py:density_wine, quick: SAL over three NPSET levels of one depth growing in density (ε 2, 5, 20),
+    against the dense and the depth ladders; its claims are judged and its levels tabulated by density."""
+    quick_run("sparse", "density_wine", tmp_path)
+    import sparse_results
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    (_, cells), = sparse_results.point_cells(results)
+    assert tuple(cells) == ("dense", "npset", "npset_density")
+    density = cells["npset_density"]["runs"][0]
+    live = [record["num_params"] for record in density["sal"]]
+    assert len(live) == 3 and live[0] < live[1] < live[2]  # each level denser than the one above
+    assert set(density["plain_levels"]) == {"1", "2"}  # every level also trained plain
+    text = "\n".join(sparse_results.section(str(tmp_path)))
+    for claim, *_ in sparse_results.DENSITY_CLAIMS:
+        assert f"| {claim} | full (124 ex.) | 2 |" in text
+    assert "| full (124 ex.) | 1 | 2 |" in text and "| full (124 ex.) | 3 | 20 |" in text

@@ -14,6 +14,16 @@ time-matched):
 - `npset`: SET with half of each hidden layer's units pruned over the first half of the epochs;
 - `npset_fixed`: the same neuron pruning with rewiring off (ζ = 0).
 
+The density runs (`density_<data set>`, e.g. `sparse.py:density_wine`) ask whether a SAL ladder can grow in
+density instead of depth: three points, the same seeds and batches,
+
+- `dense`: SAL over the dense ladder of 1 and 2 hidden layers (as above);
+- `npset`: SAL over NPSET levels of 1 and 2 hidden layers (as above: a depth ladder);
+- `npset_density`: SAL over three NPSET levels of 2 hidden layers each, at ε = 2, 5 and 20
+  (`DENSITIES`, config.model.epsilons): the sparsest level learns first and guides the next denser one.
+  Its bottom level trained plain is NPSET alone (epoch- and time-matched); every level is also trained
+  plain (config.baselines.every_level) to show which density is best.
+
 experiments/sparse_results.py judges the claims (sparse > dense at full size and at matched parameters,
 rewiring matters, half the neurons prunable without loss, SAL over sparse levels) and draws the
 learning curves (train and test accuracy per epoch).
@@ -24,6 +34,8 @@ Commands:
     sal-jax --config=experiments/configs/sparse.py:digits --workdir=experiments/results/sparse_digits
     sal-jax --config=experiments/configs/sparse.py:mnist --config.data.data_dir=../shared/tensorflow_datasets \\
         --workdir=experiments/results/sparse_mnist
+    sal-jax --config=experiments/configs/sparse.py:density_wine --workdir=experiments/results/sparse_density_wine
+    (and density_breast_cancer, density_digits, density_mnist alike: --workdir=experiments/results/sparse_<run>)
 Run time on 2 CPU cores (5 seeds, 6 points; measured 2026-11-27 at commit 24b53c7, on one core while the
 other ran experiments; library wall time): wine 260 s, breast_cancer 339 s, digits 651 s, mnist 1297 s.
 Results: experiments/RESULTS.md, section 8. `--config.quick=True` (one small cell, 2 seeds) checks the
@@ -40,6 +52,7 @@ CELLS = {  # run -> (dataset, inputs, classes, width, batch, per_class, epochs)
     "mnist": ("mnist", 784, 10, 256, 64, (100,), (60,)),
 }
 LEVELS, EPSILON, PRUNE = (1, 2), 20.0, 0.5
+DENSITY_LEVELS, DENSITIES = (2, 2, 2), (2.0, 5.0, 20.0)  # the density ladder: one ε per level, sparsest on top
 
 
 def points(inputs: int, classes: int, width: int) -> tuple:
@@ -51,12 +64,28 @@ def points(inputs: int, classes: int, width: int) -> tuple:
 
 
 POINT_NAMES = ("dense", "dense_matched", "fixed", "set", "npset", "npset_fixed")
+DENSITY = "density_"  # the prefix of a density run
+DENSITY_POINT_NAMES = ("dense", "npset", "npset_density")
+
+
+def density_points() -> tuple:
+    sparse, pruned = ("model.family", "set_mlp"), ("sparse.prune_fraction", PRUNE)
+    return ((("model.family", "mlp"),), (sparse, pruned),
+            (sparse, pruned, ("model.levels", DENSITY_LEVELS), ("model.epsilons", DENSITIES)))
+
+
+def point_names(points) -> tuple[str, ...]:
+    """The names of a run's sweep points (config.sweep.points, as in its results.json), in their order."""
+    density = any("model.epsilons" in dict(map(tuple, point)) for point in points)
+    return DENSITY_POINT_NAMES if density else POINT_NAMES
 
 
 def get_config(run: str = "wine"):
-    if run not in CELLS:
-        raise ValueError(f"sparse.py: unknown run {run!r}; choose from {list(CELLS)}")
-    dataset, inputs, classes, width, batch, per_class, epochs = CELLS[run]
+    density = run.startswith(DENSITY)
+    if run.removeprefix(DENSITY) not in CELLS:
+        raise ValueError(f"sparse.py: unknown run {run!r}; choose from {list(CELLS)}, each also with the prefix "
+                         f"{DENSITY!r}")
+    dataset, inputs, classes, width, batch, per_class, epochs = CELLS[run.removeprefix(DENSITY)]
     config = default_config()
     config.data.name = dataset
     config.num_seeds = 5
@@ -67,8 +96,9 @@ def get_config(run: str = "wine"):
     config.train.eval_every = 1
     config.sweep.per_class = per_class
     config.sweep.epochs = epochs
-    config.sweep.points = points(inputs, classes, width)
+    config.sweep.points = density_points() if density else points(inputs, classes, width)
+    config.baselines.every_level = density  # which density is best
     config.quick_overrides = (("sweep.per_class", per_class[:1]), ("sweep.epochs", (3,)), ("num_seeds", 2),
-                              ("baselines.time_matched", False),
-                              ("model.width", 32), ("sweep.points", points(inputs, classes, 32)))
+                              ("baselines.time_matched", False), ("model.width", 32),
+                              ("sweep.points", density_points() if density else points(inputs, classes, 32)))
     return config
