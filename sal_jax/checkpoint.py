@@ -360,6 +360,9 @@ def _built_in_mismatch(module: Any, family: str, variables: Any) -> str | None:
     first = {"mlp": ("dense_0", lambda k: (1, k.shape[0])), "glai": ("dense_0", lambda k: (1, k.shape[0])),
              "set_mlp": ("dense_0", lambda k: (1, k.shape[0])),
              "cnn": ("conv_0", lambda k: (1, 4, 4, k.shape[2]))}
+    # The transformers' position tables do depend on it: one row per token (text), (rows, cols) of
+    # patches (vit; patch_embed's kernel is (patch * patch * channels, dim)).
+    position = getattr(params.get("position"), "shape", ())
     if family in first:
         name, shape = first[family]
         layer = params.get(name)
@@ -367,6 +370,16 @@ def _built_in_mismatch(module: Any, family: str, variables: Any) -> str | None:
         if kernel is None or len(kernel.shape) < 2:
             return f"it has no parameters {name}/kernel"
         sample = jax.ShapeDtypeStruct(shape(kernel), jnp.float32)
+    elif family == "vit":
+        kernel = getattr(params.get("patch_embed", {}).get("kernel"), "shape", ())
+        if len(position) != 3 or len(kernel) != 2:
+            return "it has no parameters position (rows, cols, dim) and patch_embed/kernel"
+        p = module.patch
+        sample = jax.ShapeDtypeStruct((1, position[0] * p, position[1] * p, kernel[0] // (p * p)), jnp.float32)
+    elif family == "transformer":
+        if len(position) != 2:
+            return "it has no parameters position (tokens, dim)"
+        sample = jax.ShapeDtypeStruct((1, position[0]), jnp.int32)  # token ids
     else:
         sample = jax.ShapeDtypeStruct((1, 4), jnp.int32)  # token ids
     shapes = lambda tree: {jax.tree_util.keystr(path): tuple(leaf.shape)

@@ -28,8 +28,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.data.path = ""              # name "npz": a .npz of x_train, y_train, x_test, y_test (+ num_classes)
 
     config.model = ml_collections.ConfigDict()
-    config.model.family = "mlp"        # mlp | cnn | rnn | glai | set_mlp
-    config.model.levels = (1, 2, 4, 8)  # per level: hidden layers (mlp), conv blocks (cnn), recurrent layers (rnn)
+    config.model.family = "mlp"        # mlp | cnn | rnn | glai | set_mlp | transformer (text) | vit (images)
+    # per level: hidden layers (mlp), conv blocks (cnn), recurrent layers (rnn), encoder blocks (transformer, vit)
+    config.model.levels = (1, 2, 4, 8)
     config.model.width = 64            # mlp, glai, set_mlp
     config.model.activation = "relu"   # mlp, set_mlp: relu | tanh | sigmoid | gelu
     config.model.channels = (16, 32, 64, 128)  # cnn: channels of conv block 1, 2, ...
@@ -37,6 +38,16 @@ def default_config() -> ml_collections.ConfigDict:
     config.model.hidden = 64           # rnn
     config.model.embed_dim = 64        # rnn
     config.model.cell = "gru"          # rnn: gru | lstm
+    # transformer, vit (sal_jax/models/transformer.py); embed_dim and hidden are the rnn's: here the token
+    # embedding and every block share one width, dim
+    config.model.dim = 64              # transformer, vit: width of the tokens (residual stream); divisible by heads
+    config.model.heads = 4             # transformer, vit: attention heads, dim / heads features each
+    config.model.mlp_ratio = 2         # transformer, vit: each block's MLP has mlp_ratio * dim hidden units (GELU)
+    config.model.patch = 4             # vit: side of the square patches; must divide the image height and width
+    config.model.pooling = "mean"      # transformer, vit: mean (over real tokens, or patches) | cls (a learned token)
+    # transformer, vit: pre (h + f(LN(h)), final LN before pooling) | post (LN(h + f(h)), the original
+    # Transformer; deep stacks are known to diverge without learning-rate warm-up)
+    config.model.norm = "pre"
     config.model.epsilon = 20.0        # set_mlp: each layer's Erdős–Rényi density min(1, ε (n_in + n_out) / (n_in n_out))
     # set_mlp: one ε per level instead (() = epsilon for every level); e.g. (2.0, 5.0, 20.0) with levels
     # (2, 2, 2) makes a ladder that grows in density instead of depth

@@ -3,6 +3,9 @@
 A level is a Flax module whose `__call__(x[, train])` returns `(logits, features)`; `features` is an
 ordered tuple of hidden activations with the batch first. If `__call__` takes `train`, it is passed
 (True while the level trains, False for evaluation and for a frozen teacher).
+
+Models that return logits only, and NNX models, become levels through sal_jax.features.FeaturesByName and
+sal_jax.nnx_levels.from_nnx (Linen modules that follow this contract).
 """
 from __future__ import annotations
 

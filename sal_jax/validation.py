@@ -14,7 +14,7 @@ from sal_jax.data.arrays import ArrayDataset
 from sal_jax.errors import ConfigError, is_integer, is_number
 from sal_jax.guidance import SCHEDULES
 from sal_jax.levels import abstract_level, num_params
-from sal_jax.models import CNN, MLP, RNN, GlaiMLP, SparseMLP
+from sal_jax.models import CNN, MLP, RNN, GlaiMLP, SparseMLP, TextTransformer, ViT
 from sal_jax.losses import DISTANCES, FEATURE_NORMS, LAYER_REDUCTIONS, align_layers, parse_layer_map
 from sal_jax.optimizers import OPTIMIZERS
 from sal_jax.sparse import expected_live_params
@@ -94,7 +94,10 @@ _INPUTS = {CNN: (lambda x: x.ndim == 4, "images of shape (N, H, W, C)"),
            GlaiMLP: (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)"),
            SparseMLP: (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)"),
            RNN: (lambda x: x.ndim == 2 and np.issubdtype(x.dtype, np.integer),
-                 "integer token ids of shape (N, L)")}
+                 "integer token ids of shape (N, L)"),
+           TextTransformer: (lambda x: x.ndim == 2 and np.issubdtype(x.dtype, np.integer),
+                             "integer token ids of shape (N, L)"),
+           ViT: (lambda x: x.ndim == 4, "images of shape (N, H, W, C)")}
 
 
 def validate_inputs(levels: Sequence[nn.Module], data: ArrayDataset) -> None:
@@ -135,6 +138,11 @@ def validate_ladder(levels: Sequence[nn.Module], sample_x: jax.Array,
     if len(classes) != 1:
         raise ConfigError(f"config.model: levels disagree on the number of classes: {sorted(classes)}")
     _validate_guidance(guidance, [len(out[1]) for out in outputs])
+    check_growth(levels, sample_x)
+
+
+def check_growth(levels: Sequence[nn.Module], sample_x: jax.Array) -> None:
+    """Each level has strictly more parameters (sparse levels: expected live ones) than the level above."""
     counts = [complexity(level, sample_x) for level in levels]
     for k in range(1, len(levels)):
         if counts[k] <= counts[k - 1]:

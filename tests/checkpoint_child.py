@@ -9,7 +9,8 @@ before that phase's first step); MODE "kill_after_level" sends SIGKILL right aft
 phase-end checkpoint of phase AT is written; MODE "none" runs to the end. ROUNDS (default 1) is
 config.train.rounds; STEPS_PER_CALL (default 1) config.train.steps_per_call; FAMILY (default mlp)
 config.model.family ("glai": each level's structure is frozen within its 3 epochs; "set_mlp": sparse
-levels evolved and pruned between epochs). On completion the
+levels evolved and pruned between epochs; "nnx": NNX residual levels with BatchNorm and Dropout,
+tests/nnx_models.py). On completion the
 final variables of every phase (every round of every level, then the baseline) are written to OUT.npz,
 their histories to OUT.npz.json. TensorBoard events go to DIR_tensorboard.
 """
@@ -30,6 +31,7 @@ from sal_jax import checkpoint, ladder  # noqa: E402
 from sal_jax.config import default_config  # noqa: E402
 from sal_jax.ladder import train_ladder  # noqa: E402
 from sal_jax.models import make_ladder  # noqa: E402
+from nnx_models import resnet_ladder  # noqa: E402
 
 
 STEP_SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}
@@ -37,7 +39,7 @@ STEP_SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SI
 
 def child_config(rounds: int = 1, steps_per_call: int = 1, family: str = "mlp"):
     c = default_config()
-    c.model.family = family
+    c.model.family = "mlp" if family == "nnx" else family  # "nnx": the user's own levels, built in main
     c.glai.flip_threshold, c.glai.max_structure_fraction = 0.05, 0.67  # frozen after epoch 1 or 2 of 3
     c.model.epsilon, c.sparse.prune_fraction = 2.0, 0.5  # set_mlp: sparse layers, half the units pruned
     c.train.rounds = rounds
@@ -91,8 +93,10 @@ def main(directory, out, mode, at, rounds="1", steps_per_call="1", family="mlp")
     checkpoint.PhaseHook.__call__, checkpoint.RunCheckpointer.save = after_call, save
     original_cache, ladder.teacher_cache = ladder.teacher_cache, teacher_cache
     data = blobs()
+    levels = (resnet_ladder(config.model.levels, 8, 16, 3) if family == "nnx"
+              else make_ladder(config.model, 3))
     try:
-        result = train_ladder(make_ladder(config.model, 3), data, config, checkpoint_dir=directory,
+        result = train_ladder(levels, data, config, checkpoint_dir=directory,
                               log_dir=f"{directory}_tensorboard")
     except checkpoint.Preempted as stop:
         print(stop, file=sys.stderr)

@@ -28,6 +28,7 @@ from sal_jax import checkpoint, parallel  # noqa: E402
 from sal_jax.config import default_config  # noqa: E402
 from sal_jax.ladder import train_ladder  # noqa: E402
 from sal_jax.models import make_ladder  # noqa: E402
+from nnx_models import resnet_ladder  # noqa: E402
 
 
 def child_config(data: int = -1, fsdp: int = 1):
@@ -89,10 +90,14 @@ def main(spec: dict) -> None:
         config.train.rounds = mesh.get("rounds", 1)
         config.train.batch_size = mesh.get("batch_size", 128)
         config.train.steps_per_call = mesh.get("steps_per_call", 0)
-        config.model.family = mesh.get("family", "mlp")  # "glai": each level frozen after its 2nd epoch at the latest;
+        # "glai": each level frozen after its 2nd epoch at the latest; "nnx": tests/nnx_models.py's NnxResNet
+        family = mesh.get("family", "mlp")
+        config.model.family = "mlp" if family == "nnx" else family  # "nnx": the user's own levels
         config.sparse.prune_fraction = 0.5  # "set_mlp": 64 x 64 layers at density 0.625, half the units pruned
         try:
-            result = train_ladder(make_ladder(config.model, data.num_classes), data, config,
+            levels = (resnet_ladder(config.model.levels, 8, config.model.width, data.num_classes)
+                      if family == "nnx" else make_ladder(config.model, data.num_classes))
+            result = train_ladder(levels, data, config,
                                   checkpoint_dir=spec.get("checkpoint_dir"), log_dir=spec.get("log_dir"))
         except checkpoint.Preempted as stop:
             print(stop, file=sys.stderr)

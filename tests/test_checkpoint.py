@@ -15,6 +15,7 @@ import pytest
 
 from checkpoint_child import child_config, phase_histories, phase_leaves
 from conftest import blobs
+from nnx_models import resnet_ladder
 from promises import REPRODUCIBLE, assert_reproduced
 from sal_jax.checkpoint import config_differences, flat_config, load_level
 from sal_jax.errors import ConfigError
@@ -146,6 +147,22 @@ def test_sparse_levels_killed_around_their_evolution_resume_bit_identical(tmp_pa
     assert_bit_identical(tmp_path / "final.npz", [np.asarray(leaf) for leaf in phase_leaves(result)])
     assert_reproduced(json.loads((tmp_path / "final.npz.json").read_text()), phase_histories(result),
                       atol=RESUME_ATOL)
+
+
+def test_nnx_levels_killed_mid_level_resume_bit_identical(tmp_path):
+    """NNX levels (tests/nnx_models.py: BatchNorm statistics and a Dropout RNG stream in their state, features
+    named): killed mid-level and after a level's end; params, statistics, RNG counts and every history
+    equal the uninterrupted run's; a trained level loads from the checkpoint with its module."""
+    config = child_config(family="nnx")
+    result = train_ladder(resnet_ladder(config.model.levels, 8, 16, 3), blobs(), config)
+    kill_and_resume(tmp_path / "ckpt", tmp_path / "final.npz", [("kill", 6), ("kill_after_level", 2)], family="nnx")
+    assert_bit_identical(tmp_path / "final.npz", [np.asarray(leaf) for leaf in phase_leaves(result)])
+    assert_reproduced(json.loads((tmp_path / "final.npz.json").read_text()), phase_histories(result),
+                      atol=RESUME_ATOL)
+    levels = resnet_ladder(config.model.levels, 8, 16, 3)  # a trained NNX level loads with its module
+    module, variables = load_level(str(tmp_path / "ckpt"), 3, module=levels[2])
+    np.testing.assert_array_equal(predict(module, variables, blobs().x_test), predict(module, result.levels[2],
+                                                                                      blobs().x_test))
 
 
 def test_glai_two_rounds_with_checkpoints_equal_two_rounds_without(tmp_path):

@@ -50,6 +50,10 @@ GLAI_ONE, GLAI_FSDP = CHUNKED + 1, CHUNKED + 2
 # Sparse levels (masks split like their params, evolved and pruned between epochs) the same way.
 SPARSE_RUNS = [{"data": 1, "fsdp": 1, "family": "set_mlp"}, {"data": 4, "fsdp": 2, "family": "set_mlp"}]
 SPARSE_ONE, SPARSE_FSDP = GLAI_FSDP + 1, GLAI_FSDP + 2
+# NNX levels (tests/nnx_models.py: BatchNorm over the whole global batch, a Dropout RNG stream in the state,
+# features named) the same way.
+NNX_RUNS = [{"data": 1, "fsdp": 1, "family": "nnx"}, {"data": 4, "fsdp": 2, "family": "nnx"}]
+NNX_ONE, NNX_FSDP = SPARSE_FSDP + 1, SPARSE_FSDP + 2
 TOLERANCE = 1e-5            # float32: summation order differs between meshes, nothing else does
 TERM_AT = 5                 # SIGTERM after step 5: level 1 is done (4 steps), level 2 is mid-way
 
@@ -109,7 +113,8 @@ def assert_same_run(got: dict, want: dict, got_run: int = 0, want_run: int = 0) 
 def meshes(tmp_path_factory) -> dict:
     """The ladder on each of MESHES, then ROUND_2, in one process with 8 devices."""
     out = str(tmp_path_factory.mktemp("meshes") / "meshes.npz")
-    (result,) = run_processes({"runs": MESHES + ROUND_2 + [CHUNKED_RUN] + GLAI_RUNS + SPARSE_RUNS, "out": out},
+    (result,) = run_processes({"runs": MESHES + ROUND_2 + [CHUNKED_RUN] + GLAI_RUNS + SPARSE_RUNS + NNX_RUNS,
+                               "out": out},
                               processes=1, devices=8)
     return result
 
@@ -167,6 +172,14 @@ def test_sparse_levels_agree_on_one_device_and_eight_with_fsdp(meshes):
     assert (connections > 0).all() and len(set(connections)) > 2  # recorded every epoch; pruning lowers them
     np.testing.assert_array_equal(meshes[f"{SPARSE_FSDP}/connections"], connections)
     print(f"max |param difference|, sparse, 4x2 vs 1 device: {assert_same_run(meshes, meshes, SPARSE_FSDP, SPARSE_ONE)}")
+
+
+def test_nnx_levels_agree_on_one_device_and_eight_with_fsdp(meshes):
+    """An NNX ladder with BatchNorm and Dropout: the same losses and variables (statistics and RNG counts
+    included) on 4 x 2 FSDP as on one device, its kernels split over "fsdp", each step compiled once."""
+    assert meshes[f"{NNX_FSDP}/fsdp_split"] > 0
+    assert (meshes[f"{NNX_FSDP}/compiles"] == 1).all() and (meshes[f"{NNX_FSDP}/mesh_devices"] == 8).all()
+    print(f"max |param difference|, NNX, 4x2 vs 1 device: {assert_same_run(meshes, meshes, NNX_FSDP, NNX_ONE)}")
 
 
 def test_two_processes_run_calls_of_several_steps_like_one_process(meshes, tmp_path):

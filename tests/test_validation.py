@@ -80,8 +80,8 @@ def test_a_user_ladder_that_does_not_grow(data, config):
 
 
 def test_unknown_family_and_dataset(config):
-    config.model.family = "transformer"
-    with pytest.raises(ConfigError, match=r"config.model.family: unknown family 'transformer'"):
+    config.model.family = "resnet"
+    with pytest.raises(ConfigError, match=r"config.model.family: unknown family 'resnet'"):
         make_ladder(config.model, 3)
     config.data.name = "imagenet"
     with pytest.raises(ConfigError, match=r"config.data.name: unknown dataset 'imagenet'"):

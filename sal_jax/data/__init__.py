@@ -14,11 +14,13 @@ from sal_jax.data.text import LABEL_NAMES, load_text_dataset
 from sal_jax.errors import ConfigError
 
 DATASETS = ("digits", *IMAGE_DATASETS, *LABEL_NAMES, *TABULAR, "npz")
+TEXT_FAMILIES = ("rnn", "transformer")  # read token ids; every other family reads arrays
+IMAGE_FAMILIES = ("cnn", "vit")         # read (N, H, W, C) images: digits stay 8x8x1 for them
 
 
 def _load_full(data: ml_collections.ConfigDict, family: str) -> ArrayDataset:
     if data.name == "digits":
-        return load_digits_dataset(flatten=family != "cnn")
+        return load_digits_dataset(flatten=family not in IMAGE_FAMILIES)
     if data.name in IMAGE_DATASETS:
         return load_image_dataset(data.name, data.data_dir or None)
     if data.name in LABEL_NAMES:
@@ -37,12 +39,12 @@ def load_dataset(data: ml_collections.ConfigDict, family: str = "mlp") -> ArrayD
     """The dataset `data.name`, cut to `data.per_class` training examples per class if > 0 (chosen by
     `data.subset_seed`, so SAL and every baseline of a run share it), shaped for the model family."""
     text = data.name in LABEL_NAMES
-    if text != (family == "rnn"):
+    if text != (family in TEXT_FAMILIES):
         raise ConfigError(f"config.model.family: {family!r} cannot read dataset {data.name!r} "
-                          f"({'text needs' if text else 'only text goes with'} family 'rnn')")
+                          f"({'text needs' if text else 'only text goes with'} family 'rnn' or 'transformer')")
     dataset = _load_full(data, family)
-    if family == "cnn" and dataset.x_train.ndim != 4:
-        raise ConfigError(f"config.model.family: 'cnn' needs images (N, H, W, C), {data.name!r} has "
+    if family in IMAGE_FAMILIES and dataset.x_train.ndim != 4:
+        raise ConfigError(f"config.model.family: {family!r} needs images (N, H, W, C), {data.name!r} has "
                           f"inputs of shape {dataset.x_train.shape[1:]}")
     if data.per_class:
         try:

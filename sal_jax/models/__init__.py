@@ -9,16 +9,18 @@ from __future__ import annotations
 import ml_collections
 import flax.linen as nn
 
-from sal_jax.errors import ConfigError
+from sal_jax.errors import ConfigError, is_integer
 from sal_jax.models.cnn import CNN
 from sal_jax.models.glai import GlaiMLP
 from sal_jax.models.mlp import ACTIVATIONS, MLP
 from sal_jax.models.rnn import CELLS, RNN
 from sal_jax.models.sparse import SparseMLP
+from sal_jax.models.transformer import TextTransformer, ViT, check_settings
 
-FAMILIES = ("mlp", "cnn", "rnn", "glai", "set_mlp")
+FAMILIES = ("mlp", "cnn", "rnn", "glai", "set_mlp", "transformer", "vit")
 
-__all__ = ["CNN", "GlaiMLP", "MLP", "RNN", "SparseMLP", "FAMILIES", "make_level", "make_ladder"]
+__all__ = ["CNN", "GlaiMLP", "MLP", "RNN", "SparseMLP", "TextTransformer", "ViT", "FAMILIES", "make_level",
+           "make_ladder"]
 
 
 def make_level(family: str, index: int, model: ml_collections.ConfigDict, num_classes: int,
@@ -50,6 +52,17 @@ def make_level(family: str, index: int, model: ml_collections.ConfigDict, num_cl
         if vocab_size is None:
             raise ConfigError("config.model.family: 'rnn' needs a text dataset (token ids and a vocabulary)")
         return RNN(depth, model.hidden, vocab_size, num_classes, model.embed_dim, model.cell)
+    if family in ("transformer", "vit"):  # depth = encoder blocks, all of width model.dim
+        check_settings(model.dim, model.heads, model.mlp_ratio, model.norm, model.pooling)
+        shared = dict(dim=model.dim, heads=model.heads, mlp_ratio=model.mlp_ratio, norm=model.norm,
+                      pooling=model.pooling)
+        if family == "vit":
+            if not is_integer(model.patch) or model.patch <= 0:
+                raise ConfigError(f"config.model.patch: must be a positive integer, got {model.patch!r}")
+            return ViT(depth, num_classes, patch=model.patch, **shared)
+        if vocab_size is None:
+            raise ConfigError("config.model.family: 'transformer' needs a text dataset (token ids and a vocabulary)")
+        return TextTransformer(depth, vocab_size, num_classes, **shared)
     raise ConfigError(f"config.model.family: unknown family {family!r}; choose from {list(FAMILIES)}")
 
 
