@@ -29,7 +29,8 @@ from sal_jax.ladder import train_ladder, train_level
 from sal_jax.teacher_cache import teacher_cache
 
 _FAMILIES = flags.DEFINE_list("families", ["mlp", "cnn", "rnn", "rnn_unpadded"],
-                             "Level families to measure (also: mlp_tiny, mlp_main; benchmarks/common.py).")
+                             "Level families to measure (also: mlp_tiny, mlp_main, transformer, vit; "
+                             "benchmarks/common.py).")
 _TORCH = flags.DEFINE_bool("torch", False, "Also measure the PyTorch eager reference (needs torch).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repetitions per measurement.")
 _STEPS = flags.DEFINE_integer("steps", 0, "Steps per timed repetition; 0 = the family's own (~0.3 s).")

@@ -16,7 +16,7 @@ from sal_jax.config import default_config
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.guidance import Guidance
 from sal_jax.host_memory import keep_freed_host_memory
-from sal_jax.models import CNN, MLP, RNN
+from sal_jax.models import CNN, MLP, RNN, TextTransformer, ViT
 from sal_jax.step import TrainState, init_state, make_train_step
 
 # As the CLI does: without it, XLA's CPU steps re-fault their large temporaries every step, and the
@@ -60,6 +60,12 @@ def setups() -> dict[str, Setup]:
                           images((64,)), timed_steps=500),
         # The same without padding: PyTorch's packed sequences skip padded steps, a fixed-shape scan cannot.
         "rnn_unpadded": Setup("GRU 1x128 -> 2x128, 32 tokens, no padding", *gru_pair, tokens(32), 6),
+        # Transformer levels (issue #16): the TREC-sized text encoder and the CIFAR-10 ViT of the experiments.
+        "transformer": Setup("Text Transformer 2 -> 4 blocks, dim 64, 4 heads, 4-32 tokens padded to 32, vocab 5000",
+                             TextTransformer(2, 5000, 6), TextTransformer(4, 5000, 6),
+                             tuple(TextTransformer(d, 5000, 6) for d in (1, 2, 4)), 64, tokens(4), 6),
+        "vit": Setup("ViT 2 -> 4 blocks, dim 64, 4 heads, patch 4, 32x32x3", ViT(2, 10), ViT(4, 10),
+                     tuple(ViT(d, 10) for d in (1, 2, 4)), 128, images((32, 32, 3))),
     }
 
 
