@@ -58,7 +58,22 @@ EXPERIMENTS = [  # (results folder, title, command)
     ("sensitivity_deep_tanh", "6b. Sensitivity: MNIST 16-layer tanh MLP at 500/class, one setting at a time",
      "sal-jax --config=experiments/configs/sensitivity.py:deep_tanh --config.data.data_dir=../shared/tensorflow_datasets "
      "--workdir=experiments/results/sensitivity_deep_tanh"),
+    ("transformer_trec", "9a. TREC, Transformer ladder (1, 2, 4 blocks)",
+     "sal-jax --config=experiments/configs/transformer.py:trec --config.data.data_dir=../shared/datasets "
+     "--workdir=experiments/results/transformer_trec"),
+    ("transformer_emotion", "9b. CARER emotion, Transformer ladder (1, 2, 4 blocks)",
+     "sal-jax --config=experiments/configs/transformer.py:emotion --config.data.data_dir=../shared/datasets "
+     "--workdir=experiments/results/transformer_emotion"),
+    ("transformer_deep", "9c. TREC, deep Transformers (3, 6, 12 blocks): post-LN vs pre-LN, no warm-up",
+     "sal-jax --config=experiments/configs/transformer.py:deep --config.data.data_dir=../shared/datasets "
+     "--workdir=experiments/results/transformer_deep"),
+    ("transformer_cifar10", "9d. CIFAR-10, ViT ladder (1, 2, 4 blocks)",
+     "sal-jax --config=experiments/configs/transformer.py:cifar10 --config.data.data_dir=../shared/tensorflow_datasets "
+     "--workdir=experiments/results/transformer_cifar10"),
 ]
+# Where a run did not run on one of the 2 CPU cores: its device, as the section states it.
+DEVICES = {"transformer_trec": "one NVIDIA H200 GPU (jax 0.11.2 CUDA; three runs at a time)",
+           "transformer_emotion": "one NVIDIA H200 GPU (jax 0.11.2 CUDA; three runs at a time)"}
 GLAI_RUNS = [  # (results folder, title, commands): GLAI against the MLP of equal parameters (issue #14)
     ("glai_digits", "7a. GLAI vs the MLP of equal parameters: digits",
      "sal-jax --config=experiments/configs/glai.py:digits --workdir=experiments/results/glai_digits\n"
@@ -327,10 +342,10 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
              "relevant difference. The CIs are per claim (not widened for the Holm correction).", "",
              "Which code made which run. **Today's code, 8 seeds, every level also trained plain** (2026-11-27,",
              "`config.baselines.every_level`; started between commits 7bdaf51 and 24b53c7, which train these",
-             "levels bit for bit alike; two runs at a time, one per core): the MNIST MLP data-scarce sweep, MNIST",
-             "deep sigmoid, CIFAR-10, TREC, CARER and the 16-layer study (5a). The 32-layer study (5b) and the",
-             "sensitivity studies (6a, 6b) ran at commit b4a3e52 (2026-11-27; the same training code) with plain",
-             "baselines of the bottom level only. Every run's",
+             "levels bit for bit alike, and the 32-layer study (5b) at ba909eb; two runs at a time, one per",
+             "core): the MNIST MLP data-scarce sweep, MNIST deep sigmoid, CIFAR-10, TREC, CARER and the 16- and",
+             "32-layer studies (5a, 5b). The sensitivity studies (6a, 6b) ran at commit b4a3e52 (2026-11-27; the",
+             "same training code) with plain baselines of the bottom level only. Every run's",
              "training time excludes compilation (issue #11), so the time-matched baseline's budget is SAL's",
              "training calls and setup only, and its runs train about 2-4x SAL's bottom-level steps: the",
              "time-matched baseline gets SAL's whole training time for its one model. No run predates",
@@ -362,7 +377,7 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
         md = md.replace("](", f"](results/{folder}/").replace("## ", "### ").replace(
             f"](results/{folder}/results/{folder}/", f"](results/{folder}/")
         parts += ["```bash", command, "```", f"Training time of all its runs (all cells, seeds and methods; evaluation "
-                  f"excluded): {total_train_time(results) / 60:.1f} min on one core.", "",
+                  f"excluded): {total_train_time(results) / 60:.1f} min on {DEVICES.get(folder, 'one core')}.", "",
                   "**Verdicts**: SAL − plain, bottom model, last-epoch test accuracy, paired over seeds; p "
                   "Holm-adjusted across this table's rows.", "", *verdict_lines(results, cl), "",
                   *(setting_table(settings) + [""] if settings else []), md]

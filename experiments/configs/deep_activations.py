@@ -11,8 +11,8 @@ Command:
 Run time on 2 CPU cores: run in two parts (experiments/RESULTS.md 5a and 5b, their commands there), the
 wall_times in experiments/results/deep_activations_16 and _32: 16 layers, 2025 s with every level also
 trained plain (2026-11-27, started at commit 04c6aff, on one core while the other ran experiments: an
-upper bound); 32 layers, 1073 s (commit b4a3e52, 2026-11-27, alone; bottom-level baselines only, before
-every_level was on: rerun it for the per-level table). `--config.quick=True` checks the pipeline in about a minute.
+upper bound); 32 layers, 1696 s with every level also trained plain (2026-11-27, started at commit ba909eb,
+on one core while the other ran experiments: an upper bound). `--config.quick=True` checks the pipeline in about a minute.
 """
 from sal_jax.config import default_config
 
