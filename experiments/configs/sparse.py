@@ -38,6 +38,9 @@ Commands:
     (and density_breast_cancer, density_digits, density_mnist alike: --workdir=experiments/results/sparse_<run>)
 Run time on 2 CPU cores (5 seeds, 6 points; measured 2026-11-27 at commit 24b53c7, on one core while the
 other ran experiments; library wall time): wine 260 s, breast_cancer 339 s, digits 651 s, mnist 1297 s.
+The density runs (5 seeds, 3 points, every level also trained plain; 2026-11-27 at commit 4e23118, one core
+while the other ran experiments): density_wine 200 s, density_breast_cancer 439 s, density_digits 746 s,
+density_mnist 769 s.
 Results: experiments/RESULTS.md, section 8. `--config.quick=True` (one small cell, 2 seeds) checks the
 pipeline in about a minute.
 """
