@@ -30,7 +30,8 @@ class TrainState:
 
     step: jax.Array
     params: Any          # {"model": the level's params, "projections": the guidance regressors ({} if none)}
-    batch_stats: Any     # the level's BatchNorm statistics ({} if it has none)
+    batch_stats: Any     # what the step updates besides params: BatchNorm statistics (an NNX level's Dropout
+                         # RNG stream too, sal_jax.nnx_levels); {} if none
     opt_state: Any
     # The level's other variable collections, which neither the optimizer nor the step changes (e.g. a
     # frozen GLAI level's "structure", sal_jax.models.glai): arguments of the step, saved with the state.
