@@ -24,6 +24,7 @@ def test_the_same_mlp_in_linen_and_in_nnx_trains_to_the_same_results(data, confi
     """Each NNX level starts from the params the trainer gives the Linen level (init_state with its key):
     SAL level by level and the plain baseline give the same histories and variables."""
     config.model.levels, config.train.epochs = (1, 2), 2
+    config.baselines.time_matched = False  # its length depends on the clock
     linen = make_ladder(config.model, data.num_classes)
     sample_x = jnp.asarray(data.x_train[: config.train.batch_size])
     nnx_levels = []
@@ -86,6 +87,7 @@ def test_an_nnx_ladder_with_batchnorm_and_dropout_learns_and_draws_one_mask_per_
     """SAL over NNX levels (logits only, features named) learns the task guided by both terms; each level's
     Dropout stream advanced once per training step (12: 3 epochs of 4), never while evaluating or teaching."""
     config.model.levels, config.train.epochs = (1, 2), 3
+    config.baselines.time_matched = False
     data = blobs()
     result = train_ladder(resnet_ladder((1, 2), data.x_train.shape[1], 16, data.num_classes), data, config)
     assert result.sal[-1].final_test_accuracy > 0.8 and result.plain_epoch_matched.final_test_accuracy > 0.8
