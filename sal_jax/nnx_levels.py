@@ -62,7 +62,8 @@ def _restore(template: nnx.State, pure: dict[str, Any]) -> nnx.State:
     def replace(variable, v):
         return variable.replace(jax.random.wrap_key_data(v) if isinstance(variable, nnx.RngKey) else v)
 
-    state = jax.tree.map(lambda x: x, template, is_leaf=lambda x: isinstance(x, nnx.Variable))  # a copy
+    # a new container of the same Variables: replace_by_pure_dict swaps in new ones, the template's stay
+    state = jax.tree.map(lambda x: x, template, is_leaf=lambda x: isinstance(x, nnx.Variable))
     nnx.replace_by_pure_dict(state, pure, replace_fn=replace)
     return state
 
@@ -87,11 +88,11 @@ class NnxLevel(nn.Module):
         # step; the model's own must outlive that: the next seed or baseline starts from them), and zeros
         # of their shapes otherwise (Linen evaluates an initialiser's shape to check a stored param).
         if self.is_initializing():
-            start = jax.tree.map(jnp.copy, held.pure())
+            start, make = jax.tree.map(jnp.copy, held.pure()), lambda v: v
         else:
-            start = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), held.abstract)
-        params = {k: self.param(k, lambda _, v=v: v) for k, v in start[PARAMS].items()}
-        rest = {k: self.variable(STATE, k, lambda v=v: v) for k, v in start[STATE].items()}
+            start, make = held.abstract, lambda a: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), a)
+        params = {k: self.param(k, lambda _, v=v: make(v)) for k, v in start[PARAMS].items()}
+        rest = {k: self.variable(STATE, k, lambda v=v: make(v)) for k, v in start[STATE].items()}
         pure = _merge_dicts(params, {k: var.value for k, var in rest.items()})
         model = nnx.merge(held.graphdef, _restore(held.state, pure))
         model = nnx.view(model, deterministic=not train, use_running_average=not train, raise_if_not_found=False)
