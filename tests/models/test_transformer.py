@@ -168,3 +168,16 @@ def test_a_two_level_ladder_trains_with_guidance():
     assert all(np.isfinite(value) for row in rows for value in row.values())
     assert result.sal[1].history[-1]["train_hidden"] > 0  # the student was guided by the teacher's features
     assert all(run.history[-1]["train_loss"] < run.history[0]["train_loss"] for run in result.sal)
+
+
+def test_a_saved_level_is_recognised_as_the_built_in_one_it_is_and_not_another():
+    """load_level's check (checkpoint._built_in_mismatch) rebuilds the sample input from the saved position
+    table: a level's own variables match (text of 5 tokens, 8x8x1 images), another width does not."""
+    from sal_jax.checkpoint import _built_in_mismatch
+
+    for family, x, level, other in (
+            ("transformer", TOKENS, TextTransformer(2, 20, 3, dim=8, heads=2), TextTransformer(2, 20, 3, dim=12, heads=2)),
+            ("vit", jnp.ones((1, 8, 8, 1)), ViT(2, 3, dim=8, heads=2), ViT(2, 3, dim=12, heads=2))):
+        variables = level.init(jax.random.key(0), x)
+        assert _built_in_mismatch(level, family, variables) is None
+        assert "has shape" in _built_in_mismatch(other, family, variables)
