@@ -325,7 +325,8 @@ def method_parts(results_dir: str, runs: list[tuple[str, str, str]], judge, sect
 def main(results_dir: str = "experiments/results", out: str = "experiments/RESULTS.md") -> None:
     intro = ["## How the results were produced and judged", "",
              "Every number below comes from the runs in `experiments/results/<name>/results.json`, produced by",
-             "the command shown (see each config's docstring for its run time), on a 2-core CPU machine, float32.",
+             "the command shown (see each config's docstring for its run time), on a 2-core CPU machine, float32",
+             "(sections 9a and 9b: on one NVIDIA H200, as they say; their time-matched baselines are that machine's).",
              "`last` = test accuracy at the last epoch (the headline), `best` = the best evaluated epoch",
              "(optimistic: chosen on test).", "",
              "Verdicts are computed by `experiments/make_results.py` with `sal_jax/stats.py`; they are not edited.",
