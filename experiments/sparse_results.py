@@ -1,5 +1,6 @@
 """The SET / NPSET claims of issue #15, judged from a sparse.py run (experiments/configs/sparse.py): six
-sweep points per training-set size, the same seeds and batches.
+sweep points per training-set size (CLAIMS), or a density run's three (DENSITY_CLAIMS, and its density
+ladder level by level), the same seeds and batches.
 
     python experiments/sparse_results.py RUN_DIR    (prints the section; make_results.py includes it)
 
