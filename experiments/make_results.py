@@ -243,7 +243,7 @@ def verdict_lines(results: dict[str, Any], cl: list[Claim]) -> list[str]:
 
 
 def summary_lines(found: list[tuple[str, list[Claim]]], missing: list[str]) -> list[str]:
-    """The one-screen summary: every claim, grouped by verdict, then by experiment and baseline."""
+    """The one-screen summary: every claim, grouped by verdict, then by experiment (a line) and baseline."""
     every = [c for _, cl in found for c in cl]
     seeds = sorted({c.summary.n for c in every})
     groups = {"holds": ("Holds (SAL significantly better)", lambda v: v == "holds"),
@@ -262,13 +262,16 @@ def summary_lines(found: list[tuple[str, list[Claim]]], missing: list[str]) -> l
         chosen = [(name, [c for c in cl if match(c.verdict)]) for name, cl in found]
         count = sum(len(cl) for _, cl in chosen)
         lines.append(f"- **{title}**: {count} of {len(every)}" + (":" if count else "."))
-        for name, cl in chosen:
+        for name, cl in chosen:  # one line per experiment (both baselines): the summary stays one screen
+            by_baseline = []
             for baseline in COMPARED:
                 parts = [f"{c.cell.split(' (')[0]} {_num(c.summary.mean)} ({_num(c.summary.ci_low)} to "
                          f"{_num(c.summary.ci_high)})" + (" †" if c.significant_unadjusted_only else "")
                          for c in cl if c.baseline == baseline]
                 if parts:
-                    lines.append(f"  - {name}, vs {baseline}: " + "; ".join(parts))
+                    by_baseline.append(f"vs {baseline}: " + "; ".join(parts))
+            if by_baseline:
+                lines.append(f"  - {name}: " + " — ".join(by_baseline))
     if any(c.significant_unadjusted_only for c in every):
         lines.append("- † unadjusted 95% CI excludes 0, not significant after Holm's correction.")
     if missing:

@@ -24,7 +24,7 @@ class NnxMLP(nnx.Module):
 
 class Block(nnx.Module):
     def __init__(self, width: int, rngs: nnx.Rngs):
-        self.linear = nnx.Linear(width, width, rngs=rngs)
+        self.linear = nnx.Linear(width, width, use_bias=False, rngs=rngs)  # BatchNorm follows: a bias there has no gradient
         self.norm = nnx.BatchNorm(width, rngs=rngs)
 
     def __call__(self, x):

@@ -103,7 +103,7 @@ def test_make_results_writes_summary_first(tmp_path):
     counts = [int(n) for n, _ in re.findall(r"^- \*\*[^*]+\*\*: (\d+) of (\d+)", summary, re.M)]
     totals = set(re.findall(r"^- \*\*[^*]+\*\*: \d+ of (\d+)", summary, re.M))
     assert len(counts) == 4 and totals == {str(sum(counts))}  # holds, reversed, no difference, inconclusive
-    assert "MNIST deep sigmoid MLP (vanishing gradients), vs plain, epoch-matched: 500/class +65.0" in summary
+    assert "MNIST deep sigmoid MLP (vanishing gradients): vs plain, epoch-matched: 500/class +65.0" in summary
     assert summary.count("\n") < 40  # one screen
     assert "Holm-adjusted across the claims of one table" in text and "No run predates" in text
 

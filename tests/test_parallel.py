@@ -175,8 +175,10 @@ def test_sparse_levels_agree_on_one_device_and_eight_with_fsdp(meshes):
 
 
 def test_nnx_levels_agree_on_one_device_and_eight_with_fsdp(meshes):
-    """An NNX ladder with BatchNorm and Dropout: the same losses and variables (statistics and RNG counts
-    included) on 4 x 2 FSDP as on one device, its kernels split over "fsdp", each step compiled once."""
+    """An NNX ladder with BatchNorm over the global batch and Dropout: the same losses and variables
+    (statistics and RNG streams included) on 4 x 2 FSDP as on one device, its kernels split over "fsdp",
+    each step compiled once. (Its Linear layers before BatchNorm have no bias, as is usual: such a bias has
+    no gradient but rounding noise, which Adam scales to full steps, so it would drift apart by mesh.)"""
     assert meshes[f"{NNX_FSDP}/fsdp_split"] > 0
     assert (meshes[f"{NNX_FSDP}/compiles"] == 1).all() and (meshes[f"{NNX_FSDP}/mesh_devices"] == 8).all()
     print(f"max |param difference|, NNX, 4x2 vs 1 device: {assert_same_run(meshes, meshes, NNX_FSDP, NNX_ONE)}")
