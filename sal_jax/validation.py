@@ -89,15 +89,11 @@ def validate_run(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_col
 
 # What each built-in family reads. A wrong rank fails deep inside flax, or, for an MLP on (N,) inputs
 # (flattened to one feature), trains silently on the wrong thing.
-_INPUTS = {CNN: (lambda x: x.ndim == 4, "images of shape (N, H, W, C)"),
-           MLP: (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)"),
-           GlaiMLP: (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)"),
-           SparseMLP: (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)"),
-           RNN: (lambda x: x.ndim == 2 and np.issubdtype(x.dtype, np.integer),
-                 "integer token ids of shape (N, L)"),
-           TextTransformer: (lambda x: x.ndim == 2 and np.issubdtype(x.dtype, np.integer),
-                             "integer token ids of shape (N, L)"),
-           ViT: (lambda x: x.ndim == 4, "images of shape (N, H, W, C)")}
+_IMAGES = (lambda x: x.ndim == 4, "images of shape (N, H, W, C)")
+_VECTORS = (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)")
+_TOKEN_IDS = (lambda x: x.ndim == 2 and np.issubdtype(x.dtype, np.integer), "integer token ids of shape (N, L)")
+_INPUTS = {CNN: _IMAGES, ViT: _IMAGES, MLP: _VECTORS, GlaiMLP: _VECTORS, SparseMLP: _VECTORS,
+           RNN: _TOKEN_IDS, TextTransformer: _TOKEN_IDS}
 
 
 def validate_inputs(levels: Sequence[nn.Module], data: ArrayDataset) -> None:
