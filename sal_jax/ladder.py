@@ -271,7 +271,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
             return prog.epoch >= epochs
         # A time budget is judged by process 0's clock: all processes must stop at the same step. One
         # smaller than the level's setup (tiny runs) still runs one call: every run ends with an epoch row.
-        started = bool(prog.history) or prog.step_in_epoch > 0
+        # (The epoch count, not the history: an epoch's row is appended after its evaluation is decided.)
+        started = prog.epoch > 0 or prog.step_in_epoch > 0
         return started and parallel.agree(prog.train_time >= time_budget)
 
     name = name or f"level {level}"
@@ -320,7 +321,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
             prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None
             if epoch_hook is not None:
                 prog.monitor = epoch_hook.measure(state, data.x_train, prog.monitor, row)
-            if finished() or prog.epoch % train.eval_every == 0:
+            last = finished()  # decided once: the last row of a level is always evaluated, whatever ends it
+            if last or prog.epoch % train.eval_every == 0:
                 test = chunks.evaluate(programs.evaluate, programs.eval_zeros, state, teacher_variables, test_split)
                 row.update({f"test_{k}": v for k, v in test.items()})
                 bar.set_postfix(test_acc=f"{row['test_accuracy']:.3f}", loss=f"{row['train_loss']:.3f}")
@@ -328,7 +330,7 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
             if log is not None:
                 log.epoch(int(state.step), row)
             bar.update(1)
-            if epoch_hook is not None and not finished():  # a resumed run redoes it from the epoch's last save
+            if epoch_hook is not None and not last:  # a resumed run redoes it from the epoch's last save
                 start = time.perf_counter()  # training time: e.g. a sparse level's evolution is its method's cost
                 state = jax.block_until_ready(jax.device_put(epoch_hook.update(state, prog.monitor, prog.epoch),
                                                              shardings.state))

@@ -91,6 +91,21 @@ def test_freeze_is_a_phase_boundary_and_the_structure_never_moves(data, glai_con
                    zip(jax.tree.leaves(value_run.variables["params"]), jax.tree.leaves(structure_run.variables["params"])))
 
 
+def test_a_freeze_off_the_evaluation_grid_still_evaluates_the_structure_phase_last_row(data, glai_config):
+    """Evaluation every 2 epochs; the monitor freezes after epoch 1 (threshold 1): the structure phase
+    ends there, and its last row is evaluated, as every level's last row is."""
+    glai_config.train.eval_every = 2
+    glai_config.glai.flip_threshold = 1.0
+    phases = ladder_phases(2, glai_config)
+    done = run_phases(make_ladder(glai_config.model, 3), data, glai_config, phases, progress=False)
+    for phase, run in zip(phases, done):
+        assert "test_accuracy" in run.history[-1], phase.name
+        if phase.part == "structure":
+            assert len(run.history) == 1
+        else:  # epochs 2 and 4 on the grid; epoch 1 was the structure phase's last
+            assert ["test_accuracy" in row for row in run.history] == [True, True, False, True]
+
+
 def test_cached_gates_train_as_the_structure_would(data, glai_config, monkeypatch):
     """The value phase reads each example's gates from the cache; computing them from the structure in
     every step instead gives the same training."""

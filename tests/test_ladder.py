@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from promises import assert_reproduced, assert_same_math
+from promises import REPRODUCIBLE, assert_reproduced, assert_same_math
 from sal_jax import parallel
 from sal_jax.chunks import evaluate, make_eval_chunk, trace_step, zero_sums
 from sal_jax.ladder import train_ladder, train_level
@@ -269,3 +269,52 @@ def test_gradient_diagnostics_change_no_result(data, config):
     for run in diagnosed.sal[1:]:
         assert {k for k in run.history[0] if k.startswith("diag_")} == {
             "diag_grad_norm_ce", "diag_grad_norm_hidden", "diag_grad_norm_output", "diag_grad_cos_ce_guidance"}
+
+
+def stop_by_sigterm_after(monkeypatch, steps: int) -> None:
+    """The checkpointer receives SIGTERM (from this process, to its own handler) after `steps` training
+    steps of the run, as a scheduler's preemption would deliver it."""
+    import os
+    import signal
+
+    from sal_jax import checkpoint
+
+    hook = checkpoint.PhaseHook.__call__
+
+    def call(self, state, progress, n):
+        if self.store.run_step < steps <= self.store.run_step + n:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return hook(self, state, progress, n)
+    monkeypatch.setattr(checkpoint.PhaseHook, "__call__", call)
+
+
+@pytest.mark.parametrize("stop", ["epochs", "budget", "signal"])
+def test_the_last_row_of_a_level_is_evaluated_whatever_ends_it(data, config, stop, tmp_path, monkeypatch):
+    """Evaluation every 2 epochs, levels of 3 epochs (4 steps each): the last row is evaluated all the same,
+    whether the epochs ran out, a time budget ended inside the first epoch, or a SIGTERM stopped the
+    run mid-level (resumed). (The GLAI freeze: tests/test_glai_training.py.)"""
+    from sal_jax.checkpoint import Preempted
+
+    config.train.eval_every = 2
+    config.train.steps_per_call = 1
+    levels = make_ladder(config.model, data.num_classes)
+    if stop == "budget":  # one call, then the budget is spent: the level ends inside its first epoch
+        runs = [train_level(levels[0], data, config, level=1, time_budget=1e-9)]
+        assert [row["epoch"] for row in runs[0].history] == [1] and runs[0].steps == 1
+    elif stop == "epochs":
+        runs = train_ladder(levels, data, config).sal
+    else:
+        stop_by_sigterm_after(monkeypatch, 6)  # mid-epoch 2 of level 1
+        with pytest.raises(Preempted):
+            train_ladder(levels, data, config, checkpoint_dir=str(tmp_path))
+        monkeypatch.undo()
+        runs = train_ladder(levels, data, config, checkpoint_dir=str(tmp_path)).sal
+        uninterrupted = train_ladder(levels, data, config).sal
+        untimed = lambda runs: [[{k: v for k, v in row.items() if k != "train_time"} for row in run.history]
+                                for run in runs]
+        assert untimed(runs) == untimed(uninterrupted) or not REPRODUCIBLE
+    for run in runs:
+        assert "test_accuracy" in run.history[-1], run.name
+        assert run.final_test_accuracy == run.history[-1]["test_accuracy"]
+        if len(run.history) == 3:
+            assert ["test_accuracy" in row for row in run.history] == [False, True, True]
