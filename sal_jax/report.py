@@ -25,6 +25,8 @@ Record = dict[str, Any]
 BASELINES = {"plain_epoch_matched": "plain, epoch-matched", "plain_time_matched": "plain, time-matched"}
 ABLATION_LABELS = {"hidden_only": "SAL hidden-only", "output_only": "SAL output-only"}
 # The criterion of sal_jax.ladder.train_level's `diverged` flag.
+NO_BASELINE = ("No plain baseline to compare with: config.baselines.epoch_matched and "
+               "config.baselines.time_matched are both off.")
 DIVERGED_NOTE = ("diverged: its last epoch's training cross-entropy is above twice that of uniform guessing "
                  "(2 × the log of the class count)")
 
@@ -198,10 +200,14 @@ def _number(value: float, spec: str) -> str:
     return "—" if np.isnan(value) else format(value, spec)  # NaN: undefined (one seed; d_z when sd = 0)
 
 
+def _interval(low: float, high: float, spec: str) -> str:
+    return "—" if np.isnan(low) else f"[{low:{spec}}, {high:{spec}}]"  # NaN: one seed has no CI
+
+
 def paired_table(cells: Sequence[Record]) -> str:
     """SAL's bottom level minus each plain baseline, last-epoch test accuracy (points), paired per seed:
     mean, 95% CI, Cohen's d_z, the paired t-test's p Holm-adjusted over every comparison of the table,
-    and the verdict (sal_jax.stats)."""
+    and the verdict (sal_jax.stats). NO_BASELINE when no cell has a baseline."""
     rows = []
     for cell in cells:
         by_name = dict(method_rows(cell["runs"]))
@@ -209,11 +215,13 @@ def paired_table(cells: Sequence[Record]) -> str:
         for baseline in (label for label in BASELINES.values() if label in by_name):
             diff = [100 * (a["final_test_accuracy"] - b["final_test_accuracy"]) for a, b in zip(sal, by_name[baseline])]
             rows.append((cell_name(cell), baseline, stats.paired_summary(diff)))
+    if not rows:
+        return NO_BASELINE
     adjusted = stats.holm([summary.p for *_, summary in rows])
     lines = ["| cell | SAL bottom minus | seeds | mean | 95% CI | d_z | p (Holm) | verdict |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for (name, baseline, s), p in zip(rows, adjusted):
-        lines.append(f"| {name} | {baseline} | {s.n} | {s.mean:+.2f} | [{s.ci_low:+.2f}, {s.ci_high:+.2f}] | "
+        lines.append(f"| {name} | {baseline} | {s.n} | {s.mean:+.2f} | {_interval(s.ci_low, s.ci_high, '+.2f')} | "
                      f"{_number(s.d_z, '+.2f')} | {_number(p, '.3g')} | {stats.verdict(s, p)} |")
     return "\n".join(lines)
 
@@ -230,7 +238,7 @@ def write_report(results: Record, workdir: str) -> str:
         tag = cell_tag(cell)
         title = f"{cell['dataset']['name']}, {cell['dataset']['train']:,} training examples" + "".join(
             f", {label}" for label in [point_label(cell.get("point", {}))] if label)
-        parts += ["", f"## {title} ({cell['epochs']} epochs per level)", "", markdown_table(cell["runs"]), "",
+        parts += ["", f"## {title} ({cell['epochs']} epoch{'s' * (cell['epochs'] != 1)} per level)", "", markdown_table(cell["runs"]), "",
                   "### Which level is best: each level, SAL against plain", "", level_table(cell["runs"]), "",
                   f"![accuracy vs time](accuracy_vs_time_{tag}.png)"]
         plot_accuracy_vs_time(cell["runs"], os.path.join(workdir, f"accuracy_vs_time_{tag}.png"), title)

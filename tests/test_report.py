@@ -168,3 +168,23 @@ def test_level_table_compares_each_level_with_plain_and_names_the_best_model():
     for rec in runs:
         rec["sal"][1]["final_test_accuracy"] = 0.99
     assert report.level_table(runs).splitlines()[-1].endswith("the target (SAL's bottom level) is the best model.")
+
+
+def test_one_seed_report_prints_no_nan(tmp_path):
+    """One seed has no CI, d_z or p: each prints —, never nan."""
+    one_seed = {**cell(0), "runs": [seed_record(0)]}
+    assert report.paired_table([one_seed]).splitlines()[2] == (
+        "| 20 (full) | plain, epoch-matched | 1 | +7.00 | — | — | — | inconclusive (one seed) |")
+    assert "nan" not in report.write_report({"cells": [one_seed]}, str(tmp_path))
+
+
+def test_a_report_without_baselines_has_no_empty_table_and_counts_one_epoch(tmp_path):
+    """Both baselines off: one line instead of an empty paired table; a cell of 1 epoch says "1 epoch"."""
+    alone = {**cell(0), "epochs": 1}
+    for rec in alone["runs"]:
+        del rec["plain_epoch_matched"], rec["plain_time_matched"]
+    assert report.paired_table([alone]) == report.NO_BASELINE
+    text = report.write_report({"cells": [alone]}, str(tmp_path))
+    assert "| cell | SAL bottom minus |" not in text and report.NO_BASELINE in text
+    assert "(1 epoch per level)" in text and "1 epochs" not in text
+    assert "(3 epochs per level)" in report.write_report({"cells": [cell(0)]}, str(tmp_path))
