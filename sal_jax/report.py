@@ -24,9 +24,9 @@ from sal_jax.sparse import live_param_count
 Record = dict[str, Any]
 BASELINES = {"plain_epoch_matched": "plain, epoch-matched", "plain_time_matched": "plain, time-matched"}
 ABLATION_LABELS = {"hidden_only": "SAL hidden-only", "output_only": "SAL output-only"}
-# The criterion of sal_jax.ladder.train_level's `diverged` flag.
 NO_BASELINE = ("No plain baseline to compare with: config.baselines.epoch_matched and "
                "config.baselines.time_matched are both off.")
+# The criterion of sal_jax.ladder.train_level's `diverged` flag.
 DIVERGED_NOTE = ("diverged: its last epoch's training cross-entropy is above twice that of uniform guessing "
                  "(2 × the log of the class count)")
 
@@ -238,7 +238,8 @@ def write_report(results: Record, workdir: str) -> str:
         tag = cell_tag(cell)
         title = f"{cell['dataset']['name']}, {cell['dataset']['train']:,} training examples" + "".join(
             f", {label}" for label in [point_label(cell.get("point", {}))] if label)
-        parts += ["", f"## {title} ({cell['epochs']} epoch{'s' * (cell['epochs'] != 1)} per level)", "", markdown_table(cell["runs"]), "",
+        epochs = f"{cell['epochs']} epoch{'s' * (cell['epochs'] != 1)}"
+        parts += ["", f"## {title} ({epochs} per level)", "", markdown_table(cell["runs"]), "",
                   "### Which level is best: each level, SAL against plain", "", level_table(cell["runs"]), "",
                   f"![accuracy vs time](accuracy_vs_time_{tag}.png)"]
         plot_accuracy_vs_time(cell["runs"], os.path.join(workdir, f"accuracy_vs_time_{tag}.png"), title)
