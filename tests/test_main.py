@@ -75,3 +75,14 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoints(tmp_path)
                         rf"non-finite first \(loss=.+\); training stopped there; the checkpoints before it are "
                         rf"kept in {re.escape(str(checkpoints))}", error), error
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_a_misplaced_mnist_is_one_line_without_tfds_warnings(tmp_path, folder):
+    """TFDS logs a warning ("Variant folder ... has no dataset_info.json") while it looks for the
+    dataset: only our error line may appear."""
+    data_dir = tmp_path / folder
+    if folder == "empty":
+        data_dir.mkdir()
+    assert cli_error("--config=experiments/configs/mnist_mlp_scarce.py", f"--config.data.data_dir={data_dir}",
+                     f"--workdir={tmp_path / 'run'}").startswith(f"error: no prepared TFDS dataset 'mnist' under {data_dir}")

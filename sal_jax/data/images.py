@@ -6,7 +6,9 @@ pass, so each split is read once, in batches, and the decoded uint8 arrays are c
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 
 import jax
@@ -45,12 +47,26 @@ def _read_split(source) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels, np.int32)
 
 
+@contextlib.contextmanager
+def _quiet_absl():
+    """absl's log (which TFDS writes to) shows errors only, inside the block."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 @functools.lru_cache(maxsize=None)
 def _load_raw_cached(name: str, root: str) -> RawSplits:
     import tensorflow_datasets as tfds  # imported here: it is slow to import and only image data needs it
     hint = "set TFDS_DATA_DIR or config.data.data_dir to a folder that holds it"
     builder = tfds.builder(name, data_dir=root)
-    if not builder.is_prepared():
+    with _quiet_absl():  # TFDS warns of each folder it finds no dataset in: the error below says it all
+        prepared = builder.is_prepared()
+    if not prepared:
         # Checked first because TFDS reports a missing dataset as an unrelated file-format error.
         raise ConfigError(f"no prepared TFDS dataset {name!r} under {root} (looked for {builder.data_dir}); {hint}")
     try:
