@@ -16,7 +16,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import ml_collections
+from compilation_cache import use_compilation_cache
+
+use_compilation_cache()  # before JAX is imported: see tests/compilation_cache.py
+
+import ml_collections  # noqa: E402
 import numpy as np
 import pytest
 
