@@ -22,6 +22,7 @@ import ml_collections
 from tqdm.auto import tqdm
 
 from sal_jax import chunks, glai, parallel, sparse
+from sal_jax.config import flat_config
 from sal_jax.data.arrays import ArrayDataset, epoch_order
 from sal_jax.data.images import augment_images
 from sal_jax.determinism import apply_determinism
@@ -345,17 +346,25 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                     diverged)
 
 
+# Settings that no compiled program of a level reads: the run's bookkeeping, and what the loop around the
+# programs does (how long, how often to evaluate or save). Left out of `program_key`, so that e.g. an
+# ablation's unguided top level or a run with other checkpoint settings reuses the compiled level.
+PROGRAM_NEUTRAL = ("checkpoint.", "tensorboard", "num_seeds", "quick", "sweep.", "ablations", "baselines.",
+                   "train.epochs", "train.rounds", "train.eval_every", "train.steps_per_call")
+
+
 def program_key(student: nn.Module, teacher: nn.Module | None, data: ArrayDataset,
                 config: ml_collections.ConfigDict, epochs: int, state: TrainState) -> tuple:
     """What a level's compiled programs (sal_jax.chunks.ProgramCache) depend on besides their arguments'
-    values: the modules, the data's shapes, every setting but the seed -- which enters a program only as
-    the key of on-device augmentation --, when guided, the epochs (the guidance schedule's length), and
-    the level's constant collections (a frozen GLAI level runs another program than an unfrozen one)."""
-    settings = config.to_dict()
-    seed = settings.pop("seed")
+    values: the modules, the data's shapes, the settings the programs read (not PROGRAM_NEUTRAL; the
+    guidance's only when guided), the seed only as the key of on-device augmentation, when guided the
+    epochs (the guidance schedule's length), and the level's constant collections (a frozen GLAI level
+    runs another program than an unfrozen one)."""
+    neutral = PROGRAM_NEUTRAL + (("guidance.",) if teacher is None else ())
+    settings = {k: v for k, v in flat_config(config).items() if k != "seed" and not k.startswith(neutral)}
     return (id(student), id(teacher), data.x_train.shape, data.x_test.shape, str(data.x_train.dtype),
             json.dumps(settings, sort_keys=True, default=str), epochs if teacher is not None else None,
-            seed if config.data.augment else None, jax.process_count(), tuple(sorted(state.constants)))
+            config.seed if config.data.augment else None, jax.process_count(), tuple(sorted(state.constants)))
 
 
 def _log_call(log: LevelLog, step: int, steps: int, sums: dict[str, Any], logged: dict[str, Any] | None

@@ -318,3 +318,26 @@ def test_the_last_row_of_a_level_is_evaluated_whatever_ends_it(data, config, sto
         assert run.final_test_accuracy == run.history[-1]["test_accuracy"]
         if len(run.history) == 3:
             assert ["test_accuracy" in row for row in run.history] == [False, True, True]
+
+
+def test_runs_that_differ_only_in_what_no_program_reads_share_the_compiled_levels(data, config):
+    """A cell's hidden-only ablation after its SAL run: the unguided top level compiles nothing (its
+    guidance weights, the baselines and the epochs are no input of its programs) and trains the same bits;
+    the guided levels, whose step the weights change, compile their own."""
+    from sal_jax import chunks
+
+    levels = make_ladder(config.model, data.num_classes)
+    cache = chunks.ProgramCache()
+    sal = train_ladder(levels, data, config, program_cache=cache)
+    assert len(cache) == 4  # levels 1-3 and the bottom's plain baselines (one program for both)
+    config.guidance.output_weight = 0.0
+    config.baselines.epoch_matched = config.baselines.time_matched = False
+    config.checkpoint.every_steps = 7
+    config.train.steps_per_call = 3
+    ablation = train_ladder(levels, data, config, program_cache=cache)
+    assert len(cache) == 6  # levels 2 and 3 again, guided another way
+    assert ablation.sal[0].compile_time < sal.sal[0].compile_time / 10  # a look-up, not a compilation
+    chex.assert_trees_all_equal(as_numpy(ablation.sal[0].variables), as_numpy(sal.sal[0].variables))
+    config.train.epochs = 2  # the plain baseline of another length: the same program
+    plain = train_level(levels[-1], data, config, level=3, program_cache=cache)
+    assert len(cache) == 6 and plain.compile_time < sal.plain_epoch_matched.compile_time / 10
