@@ -30,8 +30,25 @@ def adam_moments(opt_state):
     return adam.mu["model"], adam.nu["model"]
 
 
-def test_ranks_order_ascending_with_ties_by_position():
-    np.testing.assert_array_equal(sparse.ranks(jnp.array([[3.0, 1.0], [1.0, 0.0]])), [[3, 1], [2, 0]])
+def by_argsort(x, k):
+    """What sparse.smallest replaced: the k first of a stable ascending argsort of every element."""
+    order = jnp.argsort(x.reshape(-1), stable=True)
+    ranks = jnp.zeros(order.shape, jnp.int32).at[order].set(jnp.arange(order.size, dtype=jnp.int32))
+    return (ranks < k).reshape(x.shape)
+
+
+def test_smallest_picks_what_a_stable_argsort_ranks_first_ties_included():
+    """Many ties (a few distinct values, infinities, zeros), k traced, from 0 to the size and on each side of
+    every candidate top-k count (size / 8^j): the same elements as the stable argsort, ties by position."""
+    np.testing.assert_array_equal(sparse.smallest(jnp.array([[3.0, 1.0], [1.0, 0.0]]), 2), [[0, 1], [0, 1]])
+    rng = np.random.default_rng(0)
+    select, reference = jax.jit(sparse.smallest), jax.jit(by_argsort)
+    for shape, levels in (((7,), 2), ((24, 40), 3), ((96, 80), 50)):
+        x = rng.integers(0, levels, shape).astype(np.float32)
+        x[rng.random(shape) < 0.3] = np.inf
+        candidates = {max(1, x.size >> shift) for shift in range(0, 12, 3)}
+        for k in sorted({0, x.size - 1, *candidates, *(c + 1 for c in candidates if c < x.size)}):
+            np.testing.assert_array_equal(select(x, k), reference(x, k), err_msg=f"{shape}, k={k}")
 
 
 def test_evolution_keeps_each_layers_connection_count_and_removes_the_smallest():
@@ -105,6 +122,22 @@ def test_a_sparse_ladder_evolves_prunes_and_records_it(data, sparse_config):
         hidden = run.level if run in result.sal else 2
         assert alive == [16 * hidden, 12 * hidden, 8 * hidden, 8 * hidden]  # pruned over the first 2 of 4 epochs
         assert sparse.live_param_count(run.variables) < sum(np.size(p) for p in jax.tree.leaves(run.variables["params"]))
+
+
+def test_evolution_and_pruning_choose_as_the_argsort_did(data, sparse_config, monkeypatch):
+    """A short NPSET level (pruning and evolution between its epochs) trains to the same variables and history,
+    bit for bit, with the argsort selection that sparse.smallest replaced."""
+    sparse_config.model.levels, sparse_config.baselines.epoch_matched, sparse_config.train.epochs = (2,), False, 3
+    sparse_config.sparse.prune_fraction = 0.5
+
+    def train():
+        sparse._between_epochs.cache_clear()  # jitted with the selection of its first trace
+        (level,) = train_ladder(make_ladder(sparse_config.model, 3), data, sparse_config).sal
+        return level.variables, [{k: v for k, v in row.items() if "time" not in k} for row in level.history]
+    new = train()
+    monkeypatch.setattr(sparse, "smallest", by_argsort)
+    jax.tree.map(np.testing.assert_array_equal, new, train())
+    sparse._between_epochs.cache_clear()
 
 
 def test_fixed_sparsity_is_zeta_zero(data, sparse_config):
