@@ -12,7 +12,8 @@ checkpoint and at the end. Tags:
   time/train_seconds the level's training time so far, each epoch
   diagnostics/<name> with config.guidance.gradient_diagnostics, each epoch: each loss term's gradient norm
                      and the cosine between the CE's and the guidance's gradients
-plus the config as text and as hparams, with the level's final and best test accuracy.
+plus the config as text (a table of its dotted keys and values) and as hparams, with the level's final
+and best test accuracy.
 """
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ class LevelLog:
         and the level's results as the hparams' metrics. (At its last step, not 0: a reader takes an event
         whose step goes back as a restart, and hides what was logged after that step.)"""
         self._write_pending()
-        self._write(step, text("config", "    " + config.to_yaml().replace("\n", "\n    ")))  # a code block
+        self._write(step, text("config", config_table(config)))
         hparam_values = {**flat_config(config), **run_facts}
         metrics = {f"hparam/{k}": v for k, v in results.items()}
         for summary in hparams(hparam_values, metrics):
@@ -126,6 +127,13 @@ class LevelLog:
     def close(self) -> None:
         self._write_pending()
         self.writer.close()
+
+
+def config_table(config: ml_collections.ConfigDict) -> str:
+    """The config as a markdown table of its dotted keys and values, which TensorBoard's text tab renders
+    as a table (the config's YAML would show ml_collections' internals: `!!python/object` tags, `_locked`)."""
+    values = {key: str(value).replace("|", "\\|") for key, value in flat_config(config).items()}  # "|" ends a cell
+    return "\n".join(["| key | value |", "| --- | --- |", *(f"| {key} | {value} |" for key, value in values.items())])
 
 
 def flat_config(config: ml_collections.ConfigDict) -> dict[str, bool | int | float | str]:

@@ -1,4 +1,5 @@
 """TensorBoard events, read back with TensorBoard's own reader and checked against results.json."""
+import importlib.util
 import json
 import pathlib
 import sys
@@ -8,12 +9,21 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from sal_jax.config import default_config
 from sal_jax.summaries import LevelLog, flat_config
 from sal_jax.train import train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments" / "configs"))
-import digits_mlp  # noqa: E402
+
+
+def digits_config():
+    """experiments/configs/digits_mlp.py's config, the module loaded by its path: with experiments/configs on
+    sys.path, its sparse.py would be importable as a top-level `sparse`."""
+    path = ROOT / "experiments" / "configs" / "digits_mlp.py"
+    spec = importlib.util.spec_from_file_location("digits_mlp_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
 
 
 def read_run(directory: pathlib.Path) -> EventAccumulator:
@@ -35,7 +45,7 @@ def test_events_match_results_json(tmp_path):
     """The digits main job, tiny (levels 1x16 and 2x16, 2 epochs, calls of 5 steps: 19 steps an epoch
     make calls of 5, 5, 5, 4), checkpoints on: one run per level and baseline, whose scalars are those
     of results.json."""
-    config = digits_mlp.get_config()
+    config = digits_config()
     config.model.levels, config.model.width = (1, 2), 16
     config.train.epochs, config.num_seeds, config.train.steps_per_call = 2, 1, 5
     config.guidance.gradient_diagnostics = True
@@ -81,12 +91,33 @@ def test_events_match_results_json(tmp_path):
         for key in diagnostics:  # each epoch, on one batch
             np.testing.assert_array_equal(scalars(events, f"diagnostics/{key[5:]}")[1], f32([r[key] for r in history]))
         # the config, as text and as hparams with the level's final accuracy
-        assert "learning_rate: 0.001" in events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+        assert "| train.learning_rate | 0.001 |" in config_text(events).splitlines()
         start_info = plugin_data_pb2.HParamsPluginData.FromString(
             events.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
         assert start_info.hparams["train.learning_rate"].number_value == pytest.approx(0.001)
         assert start_info.hparams["model.levels"].string_value == "[1, 2]"
         assert scalars(events, "hparam/final_test_accuracy") == ([record["steps"]], f32([record["final_test_accuracy"]]))
+
+
+def config_text(events: EventAccumulator) -> str:
+    (event,) = events.Tensors("config/text_summary")
+    return event.tensor_proto.string_val[0].decode()
+
+
+def test_the_config_text_is_a_table_of_its_keys_and_values(tmp_path):
+    """TensorBoard renders a text summary as markdown: the config is a table of dotted keys and values, not
+    ml_collections' YAML (its `!!python/object` tags and `_locked` fields); a "|" in a value is escaped."""
+    config = default_config()
+    config.train.epochs, config.data.name = 7, "a|b"
+    log = LevelLog(str(tmp_path))
+    log.finish(9, config, {"level": 1}, {"final_test_accuracy": 0.5})
+    log.close()
+    lines = config_text(read_run(tmp_path)).splitlines()
+    assert lines[:2] == ["| key | value |", "| --- | --- |"]
+    assert "| train.epochs | 7 |" in lines and "| model.levels | [1, 2, 4, 8] |" in lines
+    assert "| data.name | a\\|b |" in lines
+    assert len(lines) == 2 + len(flat_config(config))
+    assert not any(word in "\n".join(lines) for word in ("!!python", "_locked", "_fields"))
 
 
 def test_a_resumed_level_hides_what_the_interrupted_run_wrote_after_its_checkpoint(tmp_path):
