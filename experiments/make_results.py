@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "configs"),
-                os.path.join(os.path.dirname(__file__), "..")]  # glai_results, sparse_results; configs; sal_jax
+sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "..")]  # *_results; sal_jax
 import glai_results  # noqa: E402
 import sparse_results  # noqa: E402
 from claims import Claim, _num, _p, judged, read_results, verdict_label  # noqa: E402,F401 (used by importers too)

@@ -12,8 +12,11 @@ generalisation gap (training minus test accuracy in the last epoch); and the lea
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,6 @@ from matplotlib.figure import Figure
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "configs"))
 from claims import Claim, claim_rows, final, judged, read_results, size_label  # noqa: E402
 from sal_jax import stats  # noqa: E402
 
@@ -51,9 +53,19 @@ def claims_of(names: tuple[str, ...]) -> list:
 
 def point_names(results: dict[str, Any]) -> tuple[str, ...]:
     """The run's point names (experiments/configs/sparse.py), in the order of its config.sweep.points."""
-    from sparse import point_names as names_of_points  # experiments/configs/sparse.py
+    return sparse_config().point_names(results["config"]["sweep"]["points"])
 
-    return names_of_points(results["config"]["sweep"]["points"])
+
+@functools.cache
+def sparse_config() -> types.ModuleType:
+    """experiments/configs/sparse.py, loaded from its path as `sparse_config`: imported by its bare name from a
+    sys.path entry, it would be the top-level module `sparse`, which another package may be (pydata's sparse
+    arrays), and whichever came first would stand in for the other in this process."""
+    spec = importlib.util.spec_from_file_location("sparse_config", os.path.join(os.path.dirname(__file__), "configs",
+                                                                                "sparse.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def point_cells(results: dict[str, Any]) -> list[tuple[str, dict[str, dict[str, Any]]]]:

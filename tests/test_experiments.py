@@ -1,8 +1,10 @@
 """Every experiment config loads and validates; the quick variant of one runs end to end."""
 import importlib.util
 import json
+import os
 import re
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -177,6 +179,25 @@ def test_quick_sparse_experiment_end_to_end(tmp_path):
     assert npset["history"][-1]["alive_units"] == 32  # half of 2 x 32 hidden units
     assert npset["num_params"] < cells["set"]["runs"][0]["plain_epoch_matched"]["num_params"]
     assert (tmp_path / "curves_pc0.png").exists()
+
+
+def test_the_sparse_config_is_not_the_top_level_module_sparse(monkeypatch):
+    """sparse_results reads the point names from experiments/configs/sparse.py loaded by its path: imported by
+    its bare name (configs/ on sys.path), it would be whatever `sparse` the process had imported first (here a
+    stand-in for pydata's sparse package), or would itself stand in for that package."""
+    stand_in = types.ModuleType("sparse")
+    monkeypatch.setitem(sys.modules, "sparse", stand_in)
+    configs = str(ROOT / "experiments" / "configs")
+    on_path = [os.path.normpath(p) for p in sys.path].count(configs)  # (some test modules put it there)
+    load_make_results()  # and experiments/ on sys.path
+    assert [os.path.normpath(p) for p in sys.path].count(configs) == on_path
+    import sparse_results
+
+    config = config_module(ROOT / "experiments" / "configs" / "sparse.py")
+    for run, names in (("wine", config.POINT_NAMES), ("density_wine", config.DENSITY_POINT_NAMES)):
+        points = json.loads(json.dumps(config.get_config(run).sweep.points))  # as results.json has them
+        assert sparse_results.point_names({"config": {"sweep": {"points": points}}}) == names
+    assert sys.modules["sparse"] is stand_in
 
 
 def test_quick_sparse_density_ladder_end_to_end(tmp_path):
