@@ -371,12 +371,18 @@ def _layer_order(key: str) -> tuple[int, int, str]:
 
 
 def level_accuracy_figure(cells: Sequence[Record]) -> Figure:
-    """Final test accuracy of every SAL level (mean ± std over seeds), one color per training-set size,
-    with both plain baselines of the bottom model beside the last level (a marker each)."""
+    """Final test accuracy of every SAL level (mean ± std over seeds), one color per training-set size
+    (and sweep point), with both plain baselines of the bottom model beside the last level (a marker each)."""
+    from matplotlib import colormaps
     entries = sum(1 + sum(key in cell["runs"][0] for key in BASELINES) for cell in cells)
     columns = math.ceil(entries / 24)  # legend columns beside the axes: a sweep of many points fits
     fig = Figure(figsize=(7 + 3.7 * columns * (len(cells) > 1), 4.5 + 1.5 * (columns > 1)))
     ax = fig.subplots()
+    # A color per cell: the default cycle's ten, or beyond ten (a sweep of many points, whose cells the cycle
+    # would repeat) a colormap sampled once per cell, the line style cycling so that neighbours differ in it too.
+    many = len(cells) > 10
+    colors = colormaps["turbo"](np.linspace(0.02, 0.98, len(cells))) if many else [f"C{i}" for i in range(len(cells))]
+    styles = ["-", "--", ":", "-."] if many else ["-"]
     ladders = []
     for i, cell in enumerate(cells):
         records = cell["runs"]
@@ -384,13 +390,13 @@ def level_accuracy_figure(cells: Sequence[Record]) -> Figure:
         levels = np.arange(1, accs.shape[1] + 1)
         size = ", ".join(filter(None, [f"{cell['per_class']}/class" if cell["per_class"] else "full",
                                        point_label(cell.get("point", {}))]))
-        ax.errorbar(levels, accs.mean(0), yerr=accs.std(0), marker="o", capsize=3, color=f"C{i}",
-                    label=f"SAL, {size}")
+        ax.errorbar(levels, accs.mean(0), yerr=accs.std(0), marker="o", capsize=3, color=colors[i],
+                    linestyle=styles[i % len(styles)], label=f"SAL, {size}")
         for j, (key, label) in enumerate(BASELINES.items()):
             if key in records[0]:
                 plain = [rec[key]["final_test_accuracy"] for rec in records]
                 ax.errorbar([levels[-1] + 0.18 * (j + 1)], [np.mean(plain)], yerr=[np.std(plain)],
-                            marker=BASELINE_STYLE[key][1], markersize=7, capsize=3, color=f"C{i}",
+                            marker=BASELINE_STYLE[key][1], markersize=7, capsize=3, color=colors[i],
                             linestyle="none", markerfacecolor="none", label=f"{label}, {size}")
         ladders.append([run.get("num_params") for run in _last_round(records[0]["sal"])])
     levels = np.arange(1, max(map(len, ladders)) + 1)

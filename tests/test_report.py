@@ -110,6 +110,20 @@ def test_level_accuracy_shows_both_baselines_per_training_set_size():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1\n26 params", "2\n52 params"]
 
 
+def test_level_accuracy_tells_apart_every_point_of_a_large_sweep():
+    """15 sweep points: 15 different (color, line style) pairs for SAL's lines and 15 colors for each baseline's
+    markers, where the default cycle of 10 colors gave points 1 and 11 the same."""
+    from matplotlib.colors import to_rgba
+
+    cells = [{**cell(10), "point": {"train.learning_rate": 0.001 * (i + 1)}} for i in range(15)]
+    (ax,) = report.level_accuracy_figure(cells).axes
+    lines = {name: [c.lines[0] for c in ax.containers if c.get_label().startswith(name)]
+             for name in ("SAL", *report.BASELINES.values())}
+    assert len({(to_rgba(line.get_color()), line.get_linestyle()) for line in lines.pop("SAL")}) == 15
+    for markers in lines.values():
+        assert len({to_rgba(line.get_color()) for line in markers}) == 15
+
+
 def test_accuracy_vs_time_panels_and_labels():
     fig = report.accuracy_vs_time_figure(cell(0)["runs"], "tiny")
     sal_ax, cmp_ax = fig.axes[:2]
