@@ -14,6 +14,7 @@ loop: XLA:CPU with convolutions (`needs_host_loop`), where a call dispatches sin
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 from typing import Any, Callable
@@ -218,7 +219,18 @@ def compile_level(train_step: Step, eval_step: Callable[..., Metrics], train_spl
         make_train_chunk(train_step, train_split, shardings, device_loop=not needs_host_loop(train_jaxpr)),
         make_eval_chunk(eval_step, test_split, shardings),
         zero_sums(train_outputs[1], shardings), zero_sums(eval_outputs, shardings))  # train: (state, metrics)
-    state, _, _ = compile_ahead(programs.train, train_split, state, teacher_variables, programs.train_zeros)
+    # Evaluation compiles in a second thread while training compiles here: XLA releases the GIL while it
+    # compiles, so on a machine with two cores a level's compilation takes about the time of its longest
+    # program. Lowered from the state's shapes (the train call donates the arrays); the jitted eval's own
+    # cache then holds the executable, and its first call below compiles nothing.
+    abstract_state = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding, weak_type=a.weak_type), state)
+    plan, offset = test_split.plan(None, 0, 1)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        eval_compiled = pool.submit(lambda: programs.evaluate.lower(
+            abstract_state, teacher_variables, test_split.source, plan, offset, 0, programs.eval_zeros).compile())
+        state, _, _ = compile_ahead(programs.train, train_split, state, teacher_variables, programs.train_zeros)
+        eval_compiled.result()
     jax.block_until_ready(compile_ahead(programs.evaluate, test_split, state, teacher_variables, programs.eval_zeros))
     if diagnose is not None:
         plan, offset = train_split.plan(None, 0, 1)

@@ -159,3 +159,22 @@ def test_a_time_budget_stops_within_a_step_by_shortening_the_last_calls(monkeypa
     run = ladder.train_level(level, data, config, level=1, time_budget=1.0)
     assert run.steps == 100
     assert run.train_time == pytest.approx(1.0)
+
+
+def test_a_level_compiles_its_training_and_evaluation_once_each(monkeypatch, data, config):
+    """Evaluation compiles in a thread beside training, from the state's shapes; the jitted evaluation
+    then finds that executable: one compilation per program (whether XLA's or the persistent cache's)."""
+    from jax._src import compiler
+
+    from sal_jax import ladder
+
+    ladder.train_level(make_ladder(config.model, data.num_classes)[1], data, config, level=2)  # eager ops, once
+    compiled = []
+    compile_or_get_cached = compiler.compile_or_get_cached
+
+    def counted(*args, **kwargs):
+        compiled.append(args[1] if len(args) > 1 else kwargs.get("computation"))
+        return compile_or_get_cached(*args, **kwargs)
+    monkeypatch.setattr(compiler, "compile_or_get_cached", counted)
+    run = ladder.train_level(make_ladder(config.model, data.num_classes)[1], data, config, level=2)
+    assert len(compiled) == 2 and run.compiles == {"train": 1, "eval": 1}
