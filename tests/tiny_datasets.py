@@ -65,12 +65,17 @@ def write_tfds_dataset(data_dir: Path, name: str, version: str, features, splits
     """
     import tensorflow_datasets as tfds
 
+    class LocalInfo(tfds.core.DatasetInfo):
+        def initialize_from_bucket(self) -> None:
+            """Nothing: TFDS's, called by a builder of a dataset not on disk yet, makes an empty tmp*tfds folder
+            in the temp directory, never removed, to copy the dataset's metadata from gs://tfds-data into."""
+
     class Tiny(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # the real `name` stays registered
         VERSION = tfds.core.Version(version)
         code_path = None  # no checksums file to look for, and it avoids the same importlib_resources lookup
 
         def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=features)
+            return LocalInfo(builder=self, features=features)
 
         def _split_generators(self, dl_manager):
             return {split: self._generate_examples(examples) for split, examples in splits.items()}
