@@ -8,18 +8,24 @@ This module stores and restores; the ladder loop that uses it is sal_jax.ladder.
 
 Arrays are restored onto the current run's mesh (sal_jax.parallel), whatever the topology that wrote
 them: a checkpoint saved on 8 devices resumes on 1 device or on several processes.
+
+Every saved array is verified when restored: its crc32c, taken at save time, is in the checkpoint's
+JSON item "meta". Orbax detects damaged metadata and tree nodes, but not damaged array data (zstd
+frames without their own checksum): a few flipped bits there were restored as different weights.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import signal
-import warnings
+import sys
 from typing import Any, Callable, Sequence
 
+import crc32c
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
@@ -53,6 +59,10 @@ class _CheckpointManager(ocp.CheckpointManager):
 
     def reached_preemption(self, step: int) -> bool:
         return False
+
+
+class DamagedCheckpoint(Exception):
+    """A restored array differs from the one saved (its checksum does not match)."""
 
 
 class Preempted(Exception):
@@ -171,16 +181,19 @@ class RunCheckpointer:
     def save(self, snapshot: Snapshot) -> None:
         _check_alive(snapshot)
         self.save_number += 1
-        meta = {"config": self.config.to_dict(), "metadata": self.metadata, "completed": snapshot.completed,
-                "progress": snapshot.progress, "run_step": self.run_step}
-        items = {"meta": ocp.args.JsonSave(meta)}
+        arrays = {}
         if snapshot.variables:
-            items["finished"] = ocp.args.StandardSave({str(i): v for i, v in enumerate(snapshot.variables)})
+            arrays["finished"] = {str(i): v for i, v in enumerate(snapshot.variables)}
         if snapshot.state is not None:
-            items["state"] = ocp.args.StandardSave(snapshot.state)
+            arrays["state"] = snapshot.state
         if snapshot.sums:
-            items["sums"] = ocp.args.StandardSave(snapshot.sums)
-        self.manager.save(self.save_number, args=ocp.args.Composite(**items), force=True)
+            arrays["sums"] = snapshot.sums
+        meta = {"config": self.config.to_dict(), "metadata": self.metadata, "completed": snapshot.completed,
+                "progress": snapshot.progress, "run_step": self.run_step,
+                "checksums": {item: checksums(item, tree) for item, tree in arrays.items()}}
+        items = {item: ocp.args.StandardSave(tree) for item, tree in arrays.items()}
+        self.manager.save(self.save_number, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **items),
+                          force=True)
 
     def save_finished(self, done: Sequence[Any]) -> None:
         """Saves the finished phases `done` (LevelRuns: `.record()` and `.variables`) and nothing in progress."""
@@ -192,13 +205,14 @@ class RunCheckpointer:
 
     # -- restoring -------------------------------------------------------------------------------
     def restore(self, state_template: Callable[[list[dict[str, Any]], list[Any]], Any]) -> Snapshot | None:
-        """The newest readable checkpoint, or None. Unreadable ones are reported, deleted, and skipped.
+        """The newest readable checkpoint, or None. Unreadable or damaged ones are reported, deleted, and
+        skipped.
 
         state_template(completed_records, their_variables) gives the abstract train state of the phase
         that follows them.
         """
         snapshot = newest_readable(self.manager, self.directory, lambda n: self._restore(n, state_template),
-                                   delete_unreadable=True)
+                                   resuming=True)
         self.save_number = max(self.manager.all_steps(), default=0)
         return snapshot
 
@@ -214,6 +228,7 @@ class RunCheckpointer:
         if completed:
             finished = self.manager.restore(number, args=ocp.args.Composite(
                 finished=ocp.args.StandardRestore(self._saved_arrays(number, "finished")))).finished
+            verify(meta, "finished", finished)
             variables = [finished[str(i)] for i in range(len(completed))]
         snapshot = Snapshot(completed, variables, progress=meta["progress"])
         if meta["progress"] is not None:
@@ -222,6 +237,8 @@ class RunCheckpointer:
             if meta["progress"]["has_sums"]:
                 items["sums"] = ocp.args.StandardRestore(self._saved_arrays(number, "sums"))
             restored = self.manager.restore(number, args=ocp.args.Composite(**items))
+            for item in items:
+                verify(meta, item, restored[item])
             snapshot.state = restored.state
             snapshot.sums = jax.tree.map(jnp.asarray, restored.sums) if meta["progress"]["has_sums"] else None
         self.run_step = meta["run_step"]
@@ -276,24 +293,65 @@ def progress_record(progress) -> dict[str, Any]:
             "history": progress.history, "has_sums": progress.sums is not None, "monitor": progress.monitor}
 
 
+def checksums(item: str, tree: Any) -> dict[str, int]:
+    """crc32c of each array of `tree` by name (`item`/its tree path): of the logical array, gathered to
+    the host, so it does not depend on the mesh that saved or restores it. (With several processes, an
+    array sharded over them is gathered from all: every process must call this with the same tree.)"""
+    def host_copy(leaf: Any) -> np.ndarray:
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return multihost_utils.process_allgather(leaf, tiled=True)
+        return np.asarray(leaf)
+
+    return {_array_name(item, path): crc32c.crc32c(np.ascontiguousarray(host_copy(leaf)).tobytes())
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _array_name(item: str, path: Sequence[Any]) -> str:
+    """e.g. state/params/model/dense_0/kernel: the same whether the tree is the saved TrainState (attribute
+    keys) or Orbax's restored dicts (dict keys)."""
+    keys = (getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+    return "/".join([item, *map(str, keys)])
+
+
+def verify(meta: dict[str, Any], item: str, tree: Any) -> None:
+    """Raises DamagedCheckpoint naming the first array of the restored `item` whose checksum differs
+    from the one saved in `meta`. Checkpoints written before checksums existed (no "checksums" in their
+    meta) restore unverified."""
+    if "checksums" not in meta:
+        return
+    saved = meta["checksums"].get(item, {})
+    for name, value in checksums(item, tree).items():
+        if saved.get(name) != value:
+            raise DamagedCheckpoint(f"array {name} does not match its checksum")
+
+
 def newest_readable(manager: ocp.CheckpointManager, directory: str, read: Callable[[int], Any],
-                    delete_unreadable: bool) -> Any:
-    """read(number) of the newest checkpoint it can read, or None; each one it cannot read (corrupt or
-    half-written) is reported and skipped. A resuming run deletes those (it writes the newer ones
-    again); a reader such as load_level leaves the run's directory as it is. A ConfigError (e.g. a
+                    resuming: bool) -> Any:
+    """read(number) of the newest checkpoint it can read, or None; each one it cannot read (corrupt,
+    half-written, or an array not matching its checksum) is reported in one line on stderr and skipped.
+    A resuming run deletes those (it writes the newer ones again) and starts from scratch if none is
+    left; a reader such as load_level leaves the run's directory as it is. A ConfigError (e.g. a
     changed config) is not a broken checkpoint: it stops the search."""
-    for number in sorted(manager.all_steps(), reverse=True):
+    numbers = sorted(manager.all_steps(), reverse=True)
+    for i, number in enumerate(numbers):
         try:
             return read(number)
         except ConfigError:
             raise
         except Exception as error:  # a corrupt or partial checkpoint: any read error
-            reason = first_line(error)[:200]
-            warnings.warn(f"checkpoint {number} in {directory} is unreadable ({reason}); falling back to the "
-                          f"previous one", stacklevel=3)
-            if delete_unreadable:
+            problem = (f"damaged ({error})" if isinstance(error, DamagedCheckpoint)
+                       else f"unreadable ({_reason(error)})")
+            then = (f"falling back to checkpoint {numbers[i + 1]}" if i + 1 < len(numbers)
+                    else "no readable checkpoint left" + (": starting from scratch" if resuming else ""))
+            print(f"warning: checkpoint {number} in {directory} is {problem}; {then}", file=sys.stderr)
+            if resuming:
                 manager.delete(number)
     return None
+
+
+def _reason(error: BaseException) -> str:
+    """An Orbax read error in a few words: its first line without the TensorStore spec it appends."""
+    return first_line(error).split(" See full TensorStore details")[0][:200]
 
 
 def latest_metadata(directory: str) -> dict[str, Any]:
@@ -311,10 +369,11 @@ def latest_metadata(directory: str) -> dict[str, Any]:
                                   manager.item_metadata(number)["finished"].tree)
             finished = manager.restore(number, args=ocp.args.Composite(
                 finished=ocp.args.StandardRestore(target))).finished
+            verify(meta, "finished", finished)
         return {**meta, "finished": finished}
 
     with ocp.CheckpointManager(directory, item_handlers=_item_handlers()) as manager:
-        found = newest_readable(manager, directory, read, delete_unreadable=False)
+        found = newest_readable(manager, directory, read, resuming=False)
     if found is None:
         raise ConfigError(f"no readable checkpoint in {directory}")
     return found

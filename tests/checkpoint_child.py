@@ -1,6 +1,6 @@
 """A training run for the checkpoint tests, run as a subprocess that kills itself at a chosen point.
 
-    python tests/checkpoint_child.py DIR OUT.npz MODE AT [ROUNDS] [STEPS_PER_CALL] [FAMILY]
+    python tests/checkpoint_child.py DIR OUT.npz MODE AT [ROUNDS] [STEPS_PER_CALL] [FAMILY] [WIDTH]
 MODE "kill" sends SIGKILL to itself right after the training call that reaches step AT (and after any
 save at its end); MODE "term" (or "int") sends SIGTERM (SIGINT) there (the run must save and stop at the
 end of the next call); MODE "term_in_setup" sends SIGTERM as this
@@ -10,7 +10,7 @@ phase-end checkpoint of phase AT is written; MODE "none" runs to the end. ROUNDS
 config.train.rounds; STEPS_PER_CALL (default 1) config.train.steps_per_call; FAMILY (default mlp)
 config.model.family ("glai": each level's structure is frozen within its 3 epochs; "set_mlp": sparse
 levels evolved and pruned between epochs; "nnx": NNX residual levels with BatchNorm and Dropout,
-tests/nnx_models.py). On completion the
+tests/nnx_models.py). WIDTH (default 16) is config.model.width. On completion the
 final variables of every phase (every round of every level, then the baseline) are written to OUT.npz,
 their histories to OUT.npz.json. TensorBoard events go to DIR_tensorboard.
 """
@@ -37,7 +37,7 @@ from nnx_models import resnet_ladder  # noqa: E402
 STEP_SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}
 
 
-def child_config(rounds: int = 1, steps_per_call: int = 1, family: str = "mlp"):
+def child_config(rounds: int = 1, steps_per_call: int = 1, family: str = "mlp", width: int = 16):
     c = default_config()
     c.model.family = "mlp" if family == "nnx" else family  # "nnx": the user's own levels, built in main
     c.glai.flip_threshold, c.glai.max_structure_fraction = 0.05, 0.67  # frozen after epoch 1 or 2 of 3
@@ -46,7 +46,7 @@ def child_config(rounds: int = 1, steps_per_call: int = 1, family: str = "mlp"):
     # One step per call unless asked: a kill or a signal then lands after exactly the step named (calls of
     # several steps act at their ends: test_checkpoint's chunked test).
     c.train.steps_per_call = steps_per_call
-    c.model.levels, c.model.width = (1, 2, 3), 16
+    c.model.levels, c.model.width = (1, 2, 3), width
     c.train.epochs, c.train.batch_size, c.train.learning_rate = 3, 32, 3e-2
     c.baselines.time_matched = False  # its length depends on the clock; everything else is exact
     c.checkpoint.every_steps = 5
@@ -65,8 +65,8 @@ def phase_histories(result) -> list:
     return [[{k: v for k, v in row.items() if k != "train_time"} for row in run.history] for run in runs]
 
 
-def main(directory, out, mode, at, rounds="1", steps_per_call="1", family="mlp"):
-    at, config = int(at), child_config(int(rounds), int(steps_per_call), family)
+def main(directory, out, mode, at, rounds="1", steps_per_call="1", family="mlp", width="16"):
+    at, config = int(at), child_config(int(rounds), int(steps_per_call), family, int(width))
     original_call, original_save = checkpoint.PhaseHook.__call__, checkpoint.RunCheckpointer.save
     sent = []
 
