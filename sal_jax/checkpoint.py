@@ -122,8 +122,11 @@ class RunCheckpointer:
         # Step directories are created before save() returns: with Orbax's default (created in the
         # background), a save that fails part-way left its writer threads waiting 300 s for a directory
         # that never came, and the process hung on exit instead of reporting the error.
+        # cleanup_tmp_directories: a save that a kill interrupted leaves a <n>.orbax-checkpoint-tmp folder;
+        # removed here (by process 0), as expected after a kill, rather than by the next save numbered n,
+        # which logged a warning about it on every rerun.
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=config.checkpoint.keep, create=True,
+            max_to_keep=config.checkpoint.keep, create=True, cleanup_tmp_directories=True,
             async_options=ocp.AsyncOptions(create_directories_asynchronously=False))
         self.manager = _CheckpointManager(self.directory, options=options, item_handlers=_item_handlers())
         self.save_number = max(self.manager.all_steps(), default=0)

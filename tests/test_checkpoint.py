@@ -316,6 +316,24 @@ def test_load_level_skips_a_corrupt_checkpoint_and_leaves_it_in_place(tmp_path, 
     assert (directory / str(latest)).is_dir()
 
 
+def test_an_unfinished_save_left_by_a_kill_is_removed_without_a_warning(tmp_path, interrupted, reference):
+    """A SIGKILL during a save leaves <n>.orbax-checkpoint-tmp; Orbax warned about it (an absl "W... atomicity.py]
+    Attempted to create temporary directory ... which already exists" line) on every rerun, when its next
+    save reached number n. Now the rerun removes it as it opens the directory, silently: it is expected."""
+    import shutil
+    directory = tmp_path / "ckpt"
+    shutil.copytree(interrupted, directory)
+    for leftover in directory.glob("*.orbax-checkpoint-tmp*"):
+        shutil.rmtree(leftover)
+    latest = saved_numbers(directory)[-1]
+    shutil.copytree(directory / str(latest), directory / f"{latest + 1}.orbax-checkpoint-tmp")  # save n + 1, killed
+    proc = run_child(directory, tmp_path / "final.npz")  # a process of its own: absl's log goes to its stderr
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert warnings_in(proc.stderr) == [] and "orbax-checkpoint-tmp" not in proc.stderr, proc.stderr[-2000:]
+    assert not list(directory.glob("*.orbax-checkpoint-tmp*"))
+    assert_bit_identical(tmp_path / "final.npz", reference)
+
+
 # Damaged array data. Orbax (OCDBT) keeps an array of up to 1 KiB compressed inside a tree node, which
 # carries a crc32c: damage there is an Orbax read error (above). A larger one is a zstd frame of its own
 # in a data file <item>/ocdbt.process_0/d/<id>, without a checksum: inverted bytes there mostly decode to
