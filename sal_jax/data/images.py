@@ -6,9 +6,7 @@ pass, so each split is read once, in batches, and the decoded uint8 arrays are c
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import logging
 import os
 
 import jax
@@ -47,28 +45,16 @@ def _read_split(source) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels, np.int32)
 
 
-@contextlib.contextmanager
-def _quiet_absl():
-    """absl's log (which TFDS writes to) shows errors only, inside the block."""
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 @functools.lru_cache(maxsize=None)
 def _load_raw_cached(name: str, root: str) -> RawSplits:
     import tensorflow_datasets as tfds  # imported here: it is slow to import and only image data needs it
     hint = "set TFDS_DATA_DIR or config.data.data_dir to a folder that holds it"
-    builder = tfds.builder(name, data_dir=root)
-    with _quiet_absl():  # TFDS warns of each folder it finds no dataset in: the error below says it all
-        prepared = builder.is_prepared()
-    if not prepared:
-        # Checked first because TFDS reports a missing dataset as an unrelated file-format error.
-        raise ConfigError(f"no prepared TFDS dataset {name!r} under {root} (looked for {builder.data_dir}); {hint}")
+    # Checked first, because TFDS reports a missing dataset as an unrelated file-format error, and without a
+    # tfds.builder: for a dataset not on disk, it makes an empty tmp*tfds folder in the temp directory (to copy
+    # the metadata from gs://tfds-data into; never removed) and warns of the folder it found nothing in.
+    version_dir = os.path.join(root, name, str(tfds.builder_cls(name).VERSION))
+    if not os.path.isfile(os.path.join(version_dir, "dataset_info.json")):  # what builder.is_prepared() checks
+        raise ConfigError(f"no prepared TFDS dataset {name!r} under {root} (looked for {version_dir}); {hint}")
     try:
         # download=False: a loader must never start a download or build another dataset behind the user's back.
         sources = tfds.data_source(name, data_dir=root, download=False)

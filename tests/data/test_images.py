@@ -133,8 +133,6 @@ def test_tfds_copies_are_written_and_read_offline_leaving_no_temp_folder(tmp_pat
     assert list(offline_temp_dir.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="sal_jax/data/images.py still asks a tfds.builder whether a dataset is on "
-                                       "disk, which leaves an empty tmp*tfds folder when it is not (issue #24)")
 def test_a_missing_dataset_is_reported_offline_leaving_no_temp_folder(tmp_path, offline_temp_dir):
     """No data directory, or one with an empty dataset folder: a ConfigError, found on disk alone."""
     (tmp_path / "empty" / "cifar10").mkdir(parents=True)
