@@ -6,23 +6,40 @@ above. The functional pieces compose: `make_level` / your own Flax modules (Line
 or named: `FeaturesByName`, `from_nnx`, `ladder_from`) -> `make_guidance` ->
 `make_train_step` -> `train_level` / `train_ladder`; `predict` runs a trained level, `num_params` sizes one.
 """
-from sal_jax.data.arrays import ArrayDataset
-from sal_jax.determinism import determinism_enabled, enable_determinism
-from sal_jax.errors import ConfigError, TrainingDiverged
-from sal_jax.guidance import Guidance, make_guidance
-from sal_jax.host_memory import keep_freed_host_memory
-from sal_jax.auto_ladder import ladder_from
-from sal_jax.features import FeaturesByName
-from sal_jax.ladder import LadderResult, LevelRun, train_ladder, train_level
-from sal_jax.levels import num_params, predict
-from sal_jax.losses import align_layers, cross_entropy, feature_distance, hidden_guidance, output_guidance
-from sal_jax.models import make_ladder, make_level
-from sal_jax.nnx_levels import from_nnx
-from sal_jax.step import TrainState, init_state, make_eval_step, make_train_step
+from __future__ import annotations
 
-__all__ = [
-    "ArrayDataset", "ConfigError", "FeaturesByName", "Guidance", "LadderResult", "LevelRun", "TrainState", "TrainingDiverged", "align_layers",
-    "cross_entropy", "determinism_enabled", "enable_determinism", "feature_distance", "from_nnx", "hidden_guidance",
-    "init_state", "keep_freed_host_memory", "ladder_from", "make_eval_step", "make_guidance", "make_ladder", "make_level",
-    "make_train_step", "num_params", "output_guidance", "predict", "train_ladder", "train_level",
-]
+import importlib
+from typing import Any
+
+# Each public name and its module, imported at first use (PEP 562): importing JAX and Flax takes seconds,
+# and the command line (sal_jax.main) must answer --help and report a bad config value before that.
+_EXPORTS = {
+    "sal_jax.data.arrays": ["ArrayDataset"],
+    "sal_jax.determinism": ["determinism_enabled", "enable_determinism"],
+    "sal_jax.errors": ["ConfigError", "TrainingDiverged"],
+    "sal_jax.guidance": ["Guidance", "make_guidance"],
+    "sal_jax.host_memory": ["keep_freed_host_memory"],
+    "sal_jax.auto_ladder": ["ladder_from"],
+    "sal_jax.features": ["FeaturesByName"],
+    "sal_jax.ladder": ["LadderResult", "LevelRun", "train_ladder", "train_level"],
+    "sal_jax.levels": ["num_params", "predict"],
+    "sal_jax.losses": ["align_layers", "cross_entropy", "feature_distance", "hidden_guidance", "output_guidance"],
+    "sal_jax.models": ["make_ladder", "make_level"],
+    "sal_jax.nnx_levels": ["from_nnx"],
+    "sal_jax.step": ["TrainState", "init_state", "make_eval_step", "make_train_step"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'sal_jax' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+

@@ -9,6 +9,8 @@ from typing import Any
 
 import ml_collections
 
+from sal_jax.errors import ConfigError, is_integer, is_number
+
 
 def default_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -137,6 +139,44 @@ def default_config() -> ml_collections.ConfigDict:
     config.quick = False               # apply `quick_overrides`: a smoke-test-sized version of the config
     config.quick_overrides = ()        # (("dotted.key", value), ...), set by each experiment config
     return config
+
+
+def apply_quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy with `config.quick_overrides` applied when `config.quick` is set."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    if config.quick:
+        for key, value in config.quick_overrides:
+            *path, leaf = key.split(".")
+            node = config
+            for part in path:
+                node = node[part]
+            node[leaf] = value
+    return config
+
+
+def check_values(config: ml_collections.ConfigDict) -> None:
+    """The seeds, epochs and training values: what needs no data, devices or models (after `apply_quick`).
+
+    Checked by the command line before it imports JAX (seconds), so a typo fails at once. The other
+    values, and these again for other callers, are checked by sal_jax.validation before training.
+    """
+    _positive(config.num_seeds, "num_seeds")
+    sweep, train = config.sweep, config.train
+    if len(sweep.per_class) != len(sweep.epochs):
+        raise ConfigError(f"config.sweep.epochs: needs one entry per config.sweep.per_class entry, got "
+                          f"{len(sweep.epochs)} for {len(sweep.per_class)}")
+    if not sweep.epochs:  # a sweep's cells train its epochs instead
+        _positive(train.epochs, "train.epochs")
+    elif not all(is_integer(epochs) and epochs > 0 for epochs in sweep.epochs):
+        raise ConfigError(f"config.sweep.epochs: must be positive integers, got {sweep.epochs!r}")
+    for field in ("batch_size", "rounds", "eval_every"):
+        _positive(train[field], f"train.{field}")
+    _positive(train.learning_rate, "train.learning_rate", integer=False)
+
+
+def _positive(value: Any, field: str, integer: bool = True) -> None:
+    if not (is_integer(value) if integer else is_number(value)) or value <= 0:
+        raise ConfigError(f"config.{field}: must be a positive {'integer' if integer else 'number'}, got {value!r}")
 
 
 def flat_config(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:

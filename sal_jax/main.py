@@ -6,43 +6,91 @@ import os
 import re
 import signal
 import sys
+import textwrap
 
-import ml_collections
-from absl import app, flags, logging
-from ml_collections import config_flags
 
-from sal_jax.config import unknown_key
-from sal_jax.errors import ConfigError, TrainingDiverged
-from sal_jax.host_memory import keep_freed_host_memory
+def _interrupted_before_training(signum: int | None = None, frame=None) -> None:
+    """Ctrl-C while the modules load: one line and exit code 130, at once. A KeyboardInterrupt there
+    printed a 30-line traceback through the imports, or was swallowed by a garbage-collection callback
+    (JAX registers one) and the run went on. Nothing has been written yet."""
+    print("interrupted (SIGINT) before training: nothing written", file=sys.stderr, flush=True)
+    os._exit(128 + signal.SIGINT)
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results (JSON, table, plot).")
+
+try:  # before run() installs the handler above, Ctrl-C raises KeyboardInterrupt: the same line
+    import ml_collections
+    from absl import app, flags, logging
+    from ml_collections import config_flags
+
+    from sal_jax.config import apply_quick, check_values, unknown_key
+    from sal_jax.errors import ConfigError, TrainingDiverged
+    from sal_jax.host_memory import keep_freed_host_memory
+except KeyboardInterrupt:
+    _interrupted_before_training()
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "An experiment config file, e.g. experiments/configs/digits_mlp.py (FILE:ARG passes ARG "
+    "to its get_config()).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results (JSON, table, plots) and checkpoints; "
+                               "default runs/<data.name>_<model.family>.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache", os.path.join(os.path.expanduser("~"), ".cache", "sal_jax", "xla"),
-    "JAX's persistent compilation cache: seeds, baselines and reruns reuse the compiled programs of "
-    "levels they share ('' = off). Compilation is not training time, so it changes no result.")
+    "JAX's persistent compilation cache, ~/.cache/sal_jax/xla by default ('' = off): seeds, baselines and "
+    "reruns reuse the compiled programs of levels they share. Compilation is not training time, so it "
+    "changes no result.")
 flags.mark_flags_as_required(["config"])
+
+USAGE = """\
+usage: sal-jax --config=FILE [--config.KEY=VALUE ...] [--workdir=DIR] [--noprogress]
+               [--compilation_cache=DIR]
+
+Trains SAL, its baselines and ablations over the config's seeds and sweep; writes results.json,
+results.md and plots to the workdir; rerun the same command to resume from its checkpoints.
+
+{flags}
+  --config.KEY=VALUE
+    Override a config value, e.g. --config.train.epochs=50 --config.num_seeds=3
+    --config.model.levels="(1, 2)" --noconfig.tensorboard (the keys: sal_jax/config.py).
+  --helpfull
+    Every flag, absl's own included.
+"""
+_HELP_FLAGS = {"config": "--config=FILE", "workdir": "--workdir=DIR", "progress": "--[no]progress",
+               "compilation_cache": "--compilation_cache=DIR"}
+
+
+def usage() -> str:
+    """The --help text: our flags with their help as defined above, and how to override config values."""
+    lines = []
+    for name, form in _HELP_FLAGS.items():
+        lines.append(f"  {form}")
+        lines += textwrap.wrap(flags.FLAGS[name].help, 100, initial_indent="    ", subsequent_indent="    ")
+    return USAGE.format(flags="\n".join(lines))
 
 
 def _main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)  # JAX logs its backend probing at INFO
-    keep_freed_host_memory()  # before the first large allocation; see sal_jax/host_memory.py
-    from sal_jax.train import train_and_evaluate  # after flag parsing: keeps --help fast
-
     config = _CONFIG.value
     workdir = _WORKDIR.value or f"runs/{config.data.name}_{config.model.family}"
+    try:
+        check_values(apply_quick(config))  # before the imports below (seconds): a bad value fails at once
+    except ConfigError as error:
+        sys.exit(f"error: {error}")
+    logging.set_verbosity(logging.WARNING)  # JAX logs its backend probing at INFO
+    keep_freed_host_memory()  # before the first large allocation; see sal_jax/host_memory.py
     from sal_jax.checkpoint import Preempted
     from sal_jax.determinism import apply_determinism
     from sal_jax.parallel import initialize_distributed
+    from sal_jax.train import train_and_evaluate
 
     if _COMPILATION_CACHE.value:
         import jax
         jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # small levels compile in < 1 s
+    # From here Ctrl-C raises KeyboardInterrupt: train_and_evaluate removes the folders it made, and
+    # during training the checkpointer saves first.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         apply_determinism(config.deterministic)  # XLA reads its flags when the backend starts: before that
         initialize_distributed(config.parallel)  # before anything touches devices; see config.parallel
@@ -57,7 +105,9 @@ def _main(argv: list[str]) -> None:
         _stop("interrupted (SIGINT): nothing saved since the last checkpoint, if any", 128 + signal.SIGINT)
     if results["table"]:  # process 0 of a multi-process run, or the only one
         print("\n".join(line for line in results["table"].splitlines() if not line.startswith("![")))
-        print(f"\nwall time {results['wall_time']:.1f} s; results, table and plot in {workdir}/")
+        times = results["wall_times"]
+        runs = f" over {len(times)} invocations (this one {times[-1]:.1f} s)" if len(times) > 1 else ""
+        print(f"\nwall time {results['wall_time']:.1f} s{runs}; results, table and plot in {workdir}/")
 
 
 def _stop(message: str, exit_code: int) -> None:
@@ -76,6 +126,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
     before `_main` runs: a missing file or a misspelled key would otherwise escape as a long traceback.
     Other errors raised inside a config file keep their traceback: it points at the user's bug.
     """
+    if {"-h", "-help", "--help", "-?", "--helpshort"} & set(argv[1:]):  # absl's help: exit 1, no flags shown
+        print(usage(), end="")
+        sys.exit(0)
     try:
         args = flags.FLAGS(argv)
     except flags.Error as error:  # absl's own one-line messages (a bad value, a missing --config)
@@ -124,6 +177,7 @@ def config_problem(argv: list[str]) -> str | None:
 
 def run() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGINT, _interrupted_before_training)  # until _main hands over to training
     app.run(_main, flags_parser=_parse_flags)
 
 

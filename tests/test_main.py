@@ -1,7 +1,10 @@
 """The command line reports a bad command line as one line (`error: ...`), exit 1, before any training."""
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,10 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "experiments/configs/digits_mlp.py"
 
 
-def cli_error(*args: str) -> str:
+def cli_error(*args: str, env: dict[str, str] | None = None) -> str:
     """Runs `python -m sal_jax.main args`; it must fail with one line on stderr and print nothing else."""
     proc = subprocess.run([sys.executable, "-m", "sal_jax.main", "--noprogress", "--compilation_cache=", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
@@ -86,3 +89,61 @@ def test_a_misplaced_mnist_is_one_line_without_tfds_warnings(tmp_path, folder):
         data_dir.mkdir()
     assert cli_error("--config=experiments/configs/mnist_mlp_scarce.py", f"--config.data.data_dir={data_dir}",
                      f"--workdir={tmp_path / 'run'}").startswith(f"error: no prepared TFDS dataset 'mnist' under {data_dir}")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.train.epochs=0", "config.train.epochs: must be a positive integer, got 0"),
+    ("--config.num_seeds=-1", "config.num_seeds: must be a positive integer, got -1"),
+    ("--config.train.learning_rate=0.0", "config.train.learning_rate: must be a positive number, got 0.0"),
+    ("--config.sweep.epochs=(5, 0)", "config.sweep.epochs: needs one entry per config.sweep.per_class entry, "
+                                     "got 2 for 0"),
+])
+def test_a_bad_config_value_is_reported_before_the_heavy_imports(tmp_path, override, message):
+    """JAX, Flax and TFDS take seconds to import: a bad value is reported before them (here they cannot
+    be imported at all), and leaves no workdir behind."""
+    for package in ("jax", "flax", "tensorflow_datasets"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(f"raise ImportError('{package} imported')")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    assert cli_error(f"--config={CONFIG}", override, f"--workdir={tmp_path / 'run'}", env=env) == f"error: {message}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_refused_before_training_leaves_no_empty_workdir(tmp_path):
+    """Refused after the data is loaded (a batch larger than the training set): the folders the run
+    made are gone; a workdir that existed before stays, empty or not."""
+    too_big = "--config.train.batch_size=5000"
+    cli_error(f"--config={CONFIG}", too_big, f"--workdir={tmp_path / 'new' / 'run'}")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    cli_error(f"--config={CONFIG}", too_big, f"--workdir={tmp_path / 'empty'}")
+    assert (tmp_path / "empty").is_dir()
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_the_flags_and_how_to_override_the_config(flag):
+    proc = subprocess.run([sys.executable, "-m", "sal_jax.main", flag], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stderr == ""
+    for text in ("--config=", "--config.train.epochs=50", "--workdir=", "--[no]progress", "--compilation_cache="):
+        assert text in proc.stdout
+    assert len(proc.stdout.splitlines()) <= 25
+
+
+def test_ctrl_c_before_training_prints_one_line_and_exits_130(tmp_path):
+    """SIGINT while the modules load (a KeyboardInterrupt there printed a 30-line traceback, or was
+    swallowed by a garbage-collection callback and the run went on) and while the data loads."""
+    for delay in (0.3, 0.6, 1.0, 1.5):
+        workdir = tmp_path / f"run_{delay}"
+        proc = subprocess.Popen([sys.executable, "-m", "sal_jax.main", "--noprogress", "--compilation_cache=",
+                                 f"--config={CONFIG}", f"--workdir={workdir}"], cwd=ROOT, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, (delay, err[-3000:])
+        (line,) = err.strip().splitlines()
+        # a slow start can still reach training, where the checkpointer stops the run after saving
+        assert line.startswith(("interrupted (SIGINT)", "preempted (SIGINT)")) and out == ""
+        if line.startswith("interrupted"):
+            assert not workdir.exists()
