@@ -2,6 +2,7 @@
 sizes, written to workdir as results.json, results.md and plots."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -10,37 +11,24 @@ from typing import Any
 import jax
 import ml_collections
 
+from sal_jax.checkpoint import Preempted
 from sal_jax.chunks import ProgramCache
+from sal_jax.config import apply_quick, check_values
 from sal_jax.data import load_dataset
 from sal_jax.determinism import apply_determinism
-from sal_jax.errors import ConfigError, is_integer
+from sal_jax.errors import TrainingDiverged
 from sal_jax.ladder import train_ladder
 from sal_jax.models import make_ladder
 from sal_jax import report
 from sal_jax.sweep import apply_point, sweep_points
 from sal_jax.validation import check_workdir, validate_run
 
+Cell = tuple[dict[str, Any], ml_collections.ConfigDict, Any, list]  # record, config, dataset, levels
 ABLATIONS = {"hidden_only": {"output_weight": 0.0}, "output_only": {"hidden_weight": 0.0}}
-
-
-def apply_quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A copy with `config.quick_overrides` applied when `config.quick` is set."""
-    config = ml_collections.ConfigDict(config.to_dict())
-    if config.quick:
-        for key, value in config.quick_overrides:
-            *path, leaf = key.split(".")
-            node = config
-            for part in path:
-                node = node[part]
-            node[leaf] = value
-    return config
 
 
 def sweep_cells(config: ml_collections.ConfigDict) -> list[tuple[int, int]]:
     """(per_class, epochs) of every cell: the sweep, or the single setting of config.data / config.train."""
-    if len(config.sweep.per_class) != len(config.sweep.epochs):
-        raise ConfigError(f"config.sweep.epochs: needs one entry per config.sweep.per_class entry, got "
-                          f"{len(config.sweep.epochs)} for {len(config.sweep.per_class)}")
     return list(zip(config.sweep.per_class, config.sweep.epochs)) or [(config.data.per_class, config.train.epochs)]
 
 
@@ -86,17 +74,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     is a training-set size (config.sweep.per_class) at a point of config.sweep.grid / .points
     (sal_jax.sweep), named by `report.cell_tag`.
 
-    All data is loaded and every cell's config checked before the first training step. With
-    config.checkpoint.enabled, every ladder run is checkpointed under workdir/checkpoints/<cell>/seed_<s>/
-    <sal|hidden_only|output_only> and a rerun with the same workdir resumes where it stopped. With
-    config.tensorboard, each level's training is a TensorBoard run under workdir/tensorboard/<cell>/
-    seed_<s>/<sal|hidden_only|output_only>/<level1|...|plain_time_matched>.
+    All data is loaded and every cell's config checked before the first training step; a run refused
+    there leaves none of the folders it made. With config.checkpoint.enabled, every ladder run is
+    checkpointed under workdir/checkpoints/<cell>/seed_<s>/<sal|hidden_only|output_only> and a rerun with
+    the same workdir resumes where it stopped; results' "wall_times" lists each invocation's time spent on
+    those checkpoints (`WallTimes`), "wall_time" is their sum. With config.tensorboard, each level's
+    training is a TensorBoard run under workdir/tensorboard/<cell>/seed_<s>/<sal|hidden_only|output_only>/
+    <level1|...|plain_time_matched>.
     """
-    check_workdir(workdir)  # before loading data: a bad workdir would otherwise fail after training
     config = apply_quick(config)
-    apply_determinism(config.deterministic)  # before loading data or building levels touches a device
-    if not is_integer(config.num_seeds) or config.num_seeds < 1:
-        raise ConfigError(f"config.num_seeds: must be a positive integer, got {config.num_seeds!r}")
+    check_values(config)  # before any folder is made or data loaded
+    made = _missing_folders(workdir)
+    check_workdir(workdir)  # before loading data: a bad workdir would otherwise fail after training
+    try:
+        apply_determinism(config.deterministic)  # before loading data or building levels touches a device
+        return _train_cells(_prepare_cells(config), config, workdir, progress)
+    except BaseException:
+        for folder in made:  # deepest first; rmdir removes only empty folders: never anything written
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
+
+
+def _missing_folders(path: str) -> list[str]:
+    """`path` and those of its parents that do not exist yet, deepest first."""
+    missing, path = [], os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def _prepare_cells(config: ml_collections.ConfigDict) -> list[Cell]:
+    """Every cell, its data loaded and everything checked."""
     cells, datasets = [], {}
     for per_class, epochs in sweep_cells(config):
         for point in sweep_points(config):
@@ -111,21 +121,55 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
             cells.append(({"per_class": per_class, "point": point, "epochs": cell_config.train.epochs,
                            "dataset": {"name": data.name, "train": len(data.x_train), "test": len(data.x_test)}},
                           cell_config, data, levels))
+    return cells
 
-    start, results = time.perf_counter(), {"config": config.to_dict(), "cells": []}
-    for cell, cell_config, data, levels in cells:
-        tag = report.cell_tag(cell)
-        checkpoint_dir = os.path.join(workdir, "checkpoints", tag) if config.checkpoint.enabled else None
-        log_dir = os.path.join(workdir, "tensorboard", tag) if config.tensorboard else None
-        program_cache = ProgramCache()  # a cell's seeds train the same levels: each compiles once
-        records = [run_seed(levels, data, with_values(cell_config, seed=seed), progress, checkpoint_dir, log_dir,
-                            program_cache)
-                   for seed in range(config.seed, config.seed + config.num_seeds)]
-        results["cells"].append({**cell, "runs": records})
-    results["wall_time"] = time.perf_counter() - start
+
+def _train_cells(cells: list[Cell], config: ml_collections.ConfigDict, workdir: str, progress: bool) -> dict[str, Any]:
+    clock = WallTimes(os.path.join(workdir, "checkpoints", "wall_times.json") if config.checkpoint.enabled else None)
+    results = {"config": config.to_dict(), "cells": []}
+    try:
+        for cell, cell_config, data, levels in cells:
+            tag = report.cell_tag(cell)
+            checkpoint_dir = os.path.join(workdir, "checkpoints", tag) if config.checkpoint.enabled else None
+            log_dir = os.path.join(workdir, "tensorboard", tag) if config.tensorboard else None
+            program_cache = ProgramCache()  # a cell's seeds train the same levels: each compiles once
+            records = []
+            for seed in range(config.seed, config.seed + config.num_seeds):
+                records.append(run_seed(levels, data, with_values(cell_config, seed=seed), progress, checkpoint_dir,
+                                        log_dir, program_cache))
+                clock.save()
+            results["cells"].append({**cell, "runs": records})
+    except (Preempted, TrainingDiverged):  # stopped with checkpoints kept: a rerun resumes the work they hold
+        clock.save()
+        raise
+    results["wall_times"] = clock.save()
+    results["wall_time"] = sum(results["wall_times"])
     if jax.process_index() > 0:  # several processes share one workdir (and agree on the results): one writes
         return {**results, "table": ""}
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     results["table"] = report.write_report(results, workdir)
     return results
+
+
+class WallTimes:
+    """The wall time of each invocation that trained on one workdir's checkpoints (resumed from them),
+    this one's last, kept in `path` (None: not kept) as the run goes: at each seed's end, and when a run
+    stops with its checkpoints kept (SIGTERM, Ctrl-C, divergence). A rerun that resumes them counts that
+    time too; deleting the checkpoints folder starts the count afresh with them."""
+
+    def __init__(self, path: str | None):
+        self.path, self.start, self.earlier = path, time.perf_counter(), []
+        if path and os.path.exists(path):
+            with open(path) as f:
+                self.earlier = json.load(f)
+
+    def save(self) -> list[float]:
+        """Every invocation's seconds so far, this one's up to now; saved by process 0."""
+        times = [*self.earlier, time.perf_counter() - self.start]
+        if self.path and jax.process_index() == 0:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with open(f"{self.path}.tmp", "w") as f:
+                json.dump(times, f)
+            os.replace(f"{self.path}.tmp", self.path)  # a kill while writing leaves the last complete list
+        return times

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from sal_jax import train
+from sal_jax.checkpoint import Preempted
 from sal_jax.train import train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -66,6 +68,34 @@ def test_cli_finishes_a_multi_round_ladder_with_checkpoints_and_ablations(tmp_pa
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("at the end: nothing to do") == 3  # SAL and both ablations
-    rerun = json.loads((tmp_path / "results.json").read_text())["cells"][0]["runs"][0]
+    results = json.loads((tmp_path / "results.json").read_text())
+    rerun = results["cells"][0]["runs"][0]
     assert [run["history"] for run in rerun["sal"]] == [run["history"] for run in runs["sal"]]
+    first_time = json.loads((tmp_path / "checkpoints" / "wall_times.json").read_text())[0]
+    assert len(results["wall_times"]) == 2 and results["wall_times"][0] == first_time  # kept, not overwritten
+    assert results["wall_time"] == sum(results["wall_times"])
     assert list(tmp_path.rglob("*.orbax-checkpoint-tmp*")) == []
+
+
+def test_wall_time_sums_every_invocation_including_a_stopped_one(tmp_path, monkeypatch):
+    """The first invocation stops (as after SIGTERM) in its second seed; the rerun resumes: wall_time is
+    the sum of both invocations' times, the stopped one's included."""
+    config = digits_mlp.get_config()
+    config.model.levels, config.model.width = (1,), 16
+    config.train.epochs, config.num_seeds, config.tensorboard = 1, 2, False
+    config.baselines.epoch_matched = config.baselines.time_matched = False
+    run_seed = train.run_seed
+
+    def stop_in_seed_1(levels, data, config, *args):
+        if config.seed == 1:
+            raise Preempted("preempted")
+        return run_seed(levels, data, config, *args)
+
+    monkeypatch.setattr(train, "run_seed", stop_in_seed_1)
+    with pytest.raises(Preempted):
+        train_and_evaluate(config, str(tmp_path), progress=False)
+    (stopped,) = json.loads((tmp_path / "checkpoints" / "wall_times.json").read_text())
+    monkeypatch.setattr(train, "run_seed", run_seed)
+    results = train_and_evaluate(config, str(tmp_path), progress=False)
+    assert results["wall_times"][0] == stopped > 0 and len(results["wall_times"]) == 2
+    assert json.loads((tmp_path / "results.json").read_text())["wall_time"] == sum(results["wall_times"])
