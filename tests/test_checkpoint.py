@@ -354,16 +354,21 @@ def wide_preempted(tmp_path_factory):
 
 
 def invert_array_bytes(item: Path) -> None:
-    """Inverts 4 bytes in the middle of the largest array frame of checkpoint item `item` (e.g. <n>/state),
-    as a failing disk or a partial copy leaves them."""
-    frames = [(path, data, i) for path in item.glob("ocdbt.process_0/d/*") for data in [path.read_bytes()]
-              for i in range(len(data)) if data.startswith(ZSTD_FRAME, i)]
-    assert frames, f"no out-of-line array in {item}"
-    ends = {(path, i): min([j for p, _, j in frames if p == path and j > i] or [len(data)])
-            for path, data, i in frames}
-    path, data, start = max(frames, key=lambda f: ends[f[0], f[2]] - f[2])
-    middle = (start + ends[path, start]) // 2
-    path.write_bytes(data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 4]) + data[middle + 4:])
+    """Inverts 4 bytes in the middle of the largest array value of checkpoint item `item` (e.g. <n>/state),
+    as a failing disk or a partial copy leaves them. Values are zstd frames, several to a data file; tree
+    nodes are files of their own that start with OCDBT's header."""
+    frames = []  # (size, file, start)
+    for path in item.glob("ocdbt.process_0/d/*"):
+        data = path.read_bytes()
+        if data.startswith(ZSTD_FRAME):
+            starts = [match.start() for match in re.finditer(re.escape(ZSTD_FRAME), data)]
+            frames += [(end - start, path, start) for start, end in zip(starts, starts[1:] + [len(data)])]
+    assert frames, f"no array value outside the tree nodes in {item}"
+    size, path, start = max(frames)
+    data = bytearray(path.read_bytes())
+    middle = start + size // 2
+    data[middle:middle + 4] = bytes(b ^ 0xFF for b in data[middle:middle + 4])
+    path.write_bytes(data)
 
 
 def damaged(directory: Path, number: int, item: str, then: str) -> str:
