@@ -85,8 +85,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     config = apply_quick(config)
     check_values(config)  # before any folder is made or data loaded
     made = _missing_folders(workdir)
-    check_workdir(workdir)  # before loading data: a bad workdir would otherwise fail after training
     try:
+        check_workdir(workdir)  # before loading data: a bad workdir would otherwise fail after training
         apply_determinism(config.deterministic)  # before loading data or building levels touches a device
         return _train_cells(_prepare_cells(config), config, workdir, progress)
     except BaseException:
