@@ -219,16 +219,18 @@ def compile_level(train_step: Step, eval_step: Callable[..., Metrics], train_spl
         make_train_chunk(train_step, train_split, shardings, device_loop=not needs_host_loop(train_jaxpr)),
         make_eval_chunk(eval_step, test_split, shardings),
         zero_sums(train_outputs[1], shardings), zero_sums(eval_outputs, shardings))  # train: (state, metrics)
-    # Evaluation compiles in a second thread while training compiles here: XLA releases the GIL while it
-    # compiles, so on a machine with two cores a level's compilation takes about the time of its longest
-    # program. Lowered from the state's shapes (the train call donates the arrays); the jitted eval's own
-    # cache then holds the executable, and its first call below compiles nothing.
+    # Evaluation compiles in a second thread while training is traced and compiled here: XLA releases the
+    # GIL while it compiles, so on a machine with two cores a level's compilation takes about the time of
+    # its longest program. Traced here, not in the thread: tracing is Python, and NNX's (flax.nnx) is not
+    # safe in two threads at once. Lowered from the state's shapes (the train call donates the arrays); the
+    # jitted eval's own cache then holds the executable, and its first call below compiles nothing.
     abstract_state = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding, weak_type=a.weak_type), state)
     plan, offset = test_split.plan(None, 0, 1)
+    lowered_eval = programs.evaluate.lower(abstract_state, teacher_variables, test_split.source, plan, offset, 0,
+                                           programs.eval_zeros)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        eval_compiled = pool.submit(lambda: programs.evaluate.lower(
-            abstract_state, teacher_variables, test_split.source, plan, offset, 0, programs.eval_zeros).compile())
+        eval_compiled = pool.submit(lowered_eval.compile)
         state, _, _ = compile_ahead(programs.train, train_split, state, teacher_variables, programs.train_zeros)
         eval_compiled.result()
     jax.block_until_ready(compile_ahead(programs.evaluate, test_split, state, teacher_variables, programs.eval_zeros))
