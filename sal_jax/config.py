@@ -160,21 +160,24 @@ def check_values(config: ml_collections.ConfigDict) -> None:
     Checked by the command line before it imports JAX (seconds), so a typo fails at once. The other
     values, and these again for other callers, are checked by sal_jax.validation before training.
     """
-    _positive(config.num_seeds, "num_seeds")
+    check_positive(config.num_seeds, "num_seeds")
     sweep, train = config.sweep, config.train
     if len(sweep.per_class) != len(sweep.epochs):
         raise ConfigError(f"config.sweep.epochs: needs one entry per config.sweep.per_class entry, got "
                           f"{len(sweep.epochs)} for {len(sweep.per_class)}")
-    if not sweep.epochs:  # a sweep's cells train its epochs instead
-        _positive(train.epochs, "train.epochs")
-    elif not all(is_integer(epochs) and epochs > 0 for epochs in sweep.epochs):
+    if sweep.epochs and not all(is_integer(epochs) and epochs > 0 for epochs in sweep.epochs):
         raise ConfigError(f"config.sweep.epochs: must be positive integers, got {sweep.epochs!r}")
-    for field in ("batch_size", "rounds", "eval_every"):
-        _positive(train[field], f"train.{field}")
-    _positive(train.learning_rate, "train.learning_rate", integer=False)
+    check_train_values(train, epochs=not sweep.epochs)  # a sweep's cells train its epochs instead
 
 
-def _positive(value: Any, field: str, integer: bool = True) -> None:
+def check_train_values(train: ml_collections.ConfigDict, epochs: bool = True) -> None:
+    """config.train's counts and learning rate are positive (its epochs too, unless `epochs` is False)."""
+    for field in ("epochs", "batch_size", "rounds", "eval_every")[0 if epochs else 1:]:
+        check_positive(train[field], f"train.{field}")
+    check_positive(train.learning_rate, "train.learning_rate", integer=False)
+
+
+def check_positive(value: Any, field: str, integer: bool = True) -> None:
     if not (is_integer(value) if integer else is_number(value)) or value <= 0:
         raise ConfigError(f"config.{field}: must be a positive {'integer' if integer else 'number'}, got {value!r}")
 

@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 
 from sal_jax import parallel
+from sal_jax.config import check_positive, check_train_values
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.errors import ConfigError, is_integer, is_number
 from sal_jax.guidance import SCHEDULES
@@ -20,20 +21,10 @@ from sal_jax.optimizers import OPTIMIZERS
 from sal_jax.sparse import expected_live_params
 
 
-def _positive(value, field: str, integer: bool = True) -> None:
-    if not (is_integer(value) if integer else is_number(value)) or value <= 0:
-        what = "a positive integer" if integer else "a positive number"
-        raise ConfigError(f"config.{field}: must be {what}, got {value!r}")
-
-
 def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> None:
     """The training settings, and that they fit the dataset."""
     train = config.train
-    _positive(train.epochs, "train.epochs")
-    _positive(train.batch_size, "train.batch_size")
-    _positive(train.rounds, "train.rounds")
-    _positive(train.eval_every, "train.eval_every")
-    _positive(train.learning_rate, "train.learning_rate", integer=False)
+    check_train_values(train)
     if not is_integer(train.steps_per_call) or train.steps_per_call < 0:
         raise ConfigError(f"config.train.steps_per_call: must be 0 (chosen by the library) or a positive "
                           f"integer, got {train.steps_per_call!r}")
@@ -58,7 +49,7 @@ def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> 
 
 def validate_glai(glai: ml_collections.ConfigDict) -> None:
     """config.glai: when a GLAI level freezes its structure (sal_jax.glai)."""
-    _positive(glai.probe_size, "glai.probe_size")
+    check_positive(glai.probe_size, "glai.probe_size")
     if not is_number(glai.flip_threshold) or not 0 <= glai.flip_threshold <= 1:
         raise ConfigError(f"config.glai.flip_threshold: must be a fraction in [0, 1], got {glai.flip_threshold!r}")
     if not is_number(glai.max_structure_fraction) or not 0 < glai.max_structure_fraction < 1:
@@ -68,9 +59,9 @@ def validate_glai(glai: ml_collections.ConfigDict) -> None:
 
 def validate_sparse(config: ml_collections.ConfigDict) -> None:
     """config.sparse and config.model.epsilon(s): a sparse level's density, evolution and neuron pruning."""
-    _positive(config.model.epsilon, "model.epsilon", integer=False)
+    check_positive(config.model.epsilon, "model.epsilon", integer=False)
     for value in config.model.epsilons:  # one per level: checked by make_level
-        _positive(value, "model.epsilons", integer=False)
+        check_positive(value, "model.epsilons", integer=False)
     for key, low, high in (("zeta", 0, 1), ("prune_fraction", 0, 1)):
         value = config.sparse[key]
         if not is_number(value) or not low <= value < high:
