@@ -101,13 +101,14 @@ def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
 
 
-def assert_same_run(got: dict, want: dict, got_run: int = 0, want_run: int = 0) -> float:
-    """Same per-step train losses, test losses and final variables within TOLERANCE; returns the
+def assert_same_run(got: dict, want: dict, got_run: int = 0, want_run: int = 0, tolerance: float = TOLERANCE
+                    ) -> float:
+    """Same per-step train losses, test losses and final variables within `tolerance`; returns the
     largest parameter difference."""
     for key in ("train_loss", "test_loss"):
-        np.testing.assert_allclose(got[f"{got_run}/{key}"], want[f"{want_run}/{key}"], rtol=0, atol=TOLERANCE)
+        np.testing.assert_allclose(got[f"{got_run}/{key}"], want[f"{want_run}/{key}"], rtol=0, atol=tolerance)
     diff = max_diff(variables(got, got_run), variables(want, want_run))
-    assert diff < TOLERANCE
+    assert diff < tolerance
     return diff
 
 
@@ -183,7 +184,10 @@ def test_nnx_levels_agree_on_one_device_and_eight_with_fsdp(meshes):
     no gradient but rounding noise, which Adam scales to full steps, so it would drift apart by mesh.)"""
     assert meshes[f"{NNX_FSDP}/fsdp_split"] > 0
     assert (meshes[f"{NNX_FSDP}/compiles"] == 1).all() and (meshes[f"{NNX_FSDP}/mesh_devices"] == 8).all()
-    print(f"max |param difference|, NNX, 4x2 vs 1 device: {assert_same_run(meshes, meshes, NNX_FSDP, NNX_ONE)}")
+    # BatchNorm's statistics over the global batch add up in another order on each mesh: measured 1.08e-5
+    # on an Intel Xeon (2026-12-03), under 1e-5 on the AMD EPYC before (its vector code rounds otherwise).
+    print(f"max |param difference|, NNX, 4x2 vs 1 device: "
+          f"{assert_same_run(meshes, meshes, NNX_FSDP, NNX_ONE, tolerance=2 * TOLERANCE)}")
 
 
 def test_two_processes_run_calls_of_several_steps_like_one_process(meshes, tmp_path):
