@@ -325,7 +325,8 @@ def verify(meta: dict[str, Any], item: str, tree: Any) -> None:
     saved = meta["checksums"].get(item, {})
     for name, value in checksums(item, tree).items():
         if saved.get(name) != value:
-            raise DamagedCheckpoint(f"array {name} does not match its checksum")
+            raise DamagedCheckpoint(f"array {name} does not match its checksum; saved after training step "
+                                    f"{meta['run_step']}")
 
 
 def newest_readable(manager: ocp.CheckpointManager, directory: str, read: Callable[[int], Any],

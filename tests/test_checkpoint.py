@@ -374,7 +374,7 @@ def invert_array_bytes(item: Path) -> None:
 def damaged(directory: Path, number: int, item: str, then: str) -> str:
     """The warning line for an array of `item` in checkpoint `number` that does not match its checksum."""
     return (rf"warning: checkpoint {number} in {directory} is damaged \(array {item}/[\w/]+ does not match its "
-            rf"checksum\); {then}")
+            rf"checksum; saved after training step \d+\); {then}")
 
 
 def resume_wide(directory: Path):
