@@ -21,11 +21,12 @@ _EXPORTS = {
     "sal_jax.host_memory": ["keep_freed_host_memory"],
     "sal_jax.auto_ladder": ["ladder_from"],
     "sal_jax.features": ["FeaturesByName"],
-    "sal_jax.ladder": ["LadderResult", "LevelRun", "train_ladder", "train_level"],
+    "sal_jax.ladder": ["LadderResult", "train_ladder", "train_level"],
     "sal_jax.levels": ["num_params", "predict"],
     "sal_jax.losses": ["align_layers", "cross_entropy", "feature_distance", "hidden_guidance", "output_guidance"],
     "sal_jax.models": ["make_ladder", "make_level"],
     "sal_jax.nnx_levels": ["from_nnx"],
+    "sal_jax.records": ["LevelRun"],
     "sal_jax.step": ["TrainState", "init_state", "make_eval_step", "make_train_step"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -32,6 +32,8 @@ from jax.experimental import multihost_utils
 from sal_jax import parallel
 from sal_jax.config import default_config, flat_config
 from sal_jax.errors import ConfigError, first_line
+from sal_jax.records import LevelRun, Progress
+from sal_jax.step import TrainState
 
 # Config keys that do not change a ladder run's results: they may differ between a run and its
 # resumption. (A sweep cell's own size and epochs are copied into data.per_class / train.epochs.)
@@ -76,18 +78,11 @@ class Preempted(Exception):
 
 @dataclasses.dataclass
 class Snapshot:
-    """What a checkpoint restores: finished phases, and the phase in progress if any."""
+    """What a checkpoint holds: the finished phases, and the phase in progress if any."""
 
-    completed: list[dict[str, Any]]          # LevelRun records (JSON) of finished phases, in order
-    variables: list[Any]                      # their trained variables
-    state: Any = None                         # TrainState of the phase in progress
-    progress: dict[str, Any] | None = None    # its Progress fields (sums restored separately)
-    sums: Any = None
-
-    @classmethod
-    def of(cls, done: Sequence[Any], *in_progress: Any) -> "Snapshot":
-        """The finished phases `done` (LevelRuns: `.record()`, `.variables`), then (state, progress, sums)."""
-        return cls([run.record() for run in done], [run.variables for run in done], *in_progress)
+    done: list[LevelRun]                # the finished phases, in order (records and variables)
+    state: TrainState | None = None     # the train state of the phase in progress
+    progress: Progress | None = None    # where it stands (its metric sums included)
 
 
 def config_differences(saved: dict[str, Any], current: ml_collections.ConfigDict) -> list[str]:
@@ -184,35 +179,36 @@ class RunCheckpointer:
     def save(self, snapshot: Snapshot) -> None:
         _check_alive(snapshot)
         self.save_number += 1
+        progress = snapshot.progress
         arrays = {}
-        if snapshot.variables:
-            arrays["finished"] = {str(i): v for i, v in enumerate(snapshot.variables)}
+        if snapshot.done:
+            arrays["finished"] = {str(i): run.variables for i, run in enumerate(snapshot.done)}
         if snapshot.state is not None:
             arrays["state"] = snapshot.state
-        if snapshot.sums:
-            arrays["sums"] = snapshot.sums
-        meta = {"config": self.config.to_dict(), "metadata": self.metadata, "completed": snapshot.completed,
-                "progress": snapshot.progress, "run_step": self.run_step,
+        if progress is not None and progress.sums:
+            arrays["sums"] = progress.sums
+        meta = {"config": self.config.to_dict(), "metadata": self.metadata,
+                "completed": [run.record() for run in snapshot.done],
+                "progress": None if progress is None else progress.record(), "run_step": self.run_step,
                 "checksums": {item: checksums(item, tree) for item, tree in arrays.items()}}
         items = {item: ocp.args.StandardSave(tree) for item, tree in arrays.items()}
         self.manager.save(self.save_number, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **items),
                           force=True)
 
-    def save_finished(self, done: Sequence[Any]) -> None:
-        """Saves the finished phases `done` (LevelRuns: `.record()` and `.variables`) and nothing in progress."""
-        self.save(Snapshot.of(done))
+    def save_finished(self, done: Sequence[LevelRun]) -> None:
+        """Saves the finished phases `done` and nothing in progress."""
+        self.save(Snapshot(list(done)))
 
-    def phase_hook(self, done: Sequence[Any]) -> "PhaseHook":
+    def phase_hook(self, done: Sequence[LevelRun]) -> "PhaseHook":
         """train_level's `on_chunk` for the phase after the finished phases `done`."""
         return PhaseHook(self, done)
 
     # -- restoring -------------------------------------------------------------------------------
-    def restore(self, state_template: Callable[[list[dict[str, Any]], list[Any]], Any]) -> Snapshot | None:
+    def restore(self, state_template: Callable[[list[LevelRun]], Any]) -> Snapshot | None:
         """The newest readable checkpoint, or None. Unreadable or damaged ones are reported, deleted, and
         skipped.
 
-        state_template(completed_records, their_variables) gives the abstract train state of the phase
-        that follows them.
+        state_template(done) gives the abstract train state of the phase that follows the finished `done`.
         """
         snapshot = newest_readable(self.manager, self.directory, lambda n: self._restore(n, state_template),
                                    resuming=True)
@@ -233,9 +229,9 @@ class RunCheckpointer:
                 finished=ocp.args.StandardRestore(self._saved_arrays(number, "finished")))).finished
             verify(meta, "finished", finished)
             variables = [finished[str(i)] for i in range(len(completed))]
-        snapshot = Snapshot(completed, variables, progress=meta["progress"])
+        snapshot = Snapshot([LevelRun.from_record(r, v) for r, v in zip(completed, variables)])
         if meta["progress"] is not None:
-            template = parallel.abstract_on(self.mesh, state_template(completed, variables))
+            template = parallel.abstract_on(self.mesh, state_template(snapshot.done))
             items = {"state": ocp.args.StandardRestore(template)}
             if meta["progress"]["has_sums"]:
                 items["sums"] = ocp.args.StandardRestore(self._saved_arrays(number, "sums"))
@@ -243,7 +239,8 @@ class RunCheckpointer:
             for item in items:
                 verify(meta, item, restored[item])
             snapshot.state = restored.state
-            snapshot.sums = jax.tree.map(jnp.asarray, restored.sums) if meta["progress"]["has_sums"] else None
+            sums = jax.tree.map(jnp.asarray, restored.sums) if meta["progress"]["has_sums"] else None
+            snapshot.progress = Progress.from_record(meta["progress"], sums)
         self.run_step = meta["run_step"]
         return snapshot
 
@@ -259,16 +256,16 @@ class PhaseHook:
     end there), and after a signal saves and stops (raising Preempted)."""
 
     store: RunCheckpointer
-    done: Sequence[Any]  # the finished phases (LevelRuns)
+    done: Sequence[LevelRun]  # the finished phases
 
     def steps_until_save(self) -> int:
         return self.store.every_steps - self.store.run_step % self.store.every_steps
 
-    def __call__(self, state: Any, progress: Any, steps: int) -> None:
+    def __call__(self, state: TrainState, progress: Progress, steps: int) -> None:
         store = self.store
         store.in_setup = False
         store.run_step += steps
-        snapshot = lambda: Snapshot.of(self.done, state, progress_record(progress), progress.sums)
+        snapshot = lambda: Snapshot(list(self.done), state, progress)
         if store._preempted():
             store.save(snapshot())
             store.manager.wait_until_finished()
@@ -281,19 +278,14 @@ class PhaseHook:
 def _check_alive(snapshot: Snapshot) -> None:
     """Every array of a snapshot must still exist: one that a donating step deleted cannot be saved, and
     Orbax would fail on it part-way through a save. Named here, before anything is written."""
-    parts = {**{f"finished phase {i + 1}": v for i, v in enumerate(snapshot.variables)},
-             "the train state": snapshot.state, "the epoch's metric sums": snapshot.sums}
+    parts = {**{f"finished phase {i + 1}": run.variables for i, run in enumerate(snapshot.done)},
+             "the train state": snapshot.state,
+             "the epoch's metric sums": None if snapshot.progress is None else snapshot.progress.sums}
     for part, tree in parts.items():
         for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
             if isinstance(leaf, jax.Array) and leaf.is_deleted():
                 raise RuntimeError(f"checkpoint: cannot save {part}: its array {jax.tree_util.keystr(path)} "
                                    f"has been deleted (donated to a train step?)")
-
-
-def progress_record(progress) -> dict[str, Any]:
-    """The JSON part of a Progress (its sums are saved as arrays)."""
-    return {"epoch": progress.epoch, "step_in_epoch": progress.step_in_epoch, "train_time": progress.train_time,
-            "history": progress.history, "has_sums": progress.sums is not None, "monitor": progress.monitor}
 
 
 def checksums(item: str, tree: Any) -> dict[str, int]:

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
 import flax.linen as nn
 import jax
@@ -30,52 +30,14 @@ from sal_jax.errors import TrainingDiverged
 from sal_jax.guidance import make_guidance
 from sal_jax.levels import Variables
 from sal_jax.optimizers import make_optimizer
+from sal_jax.records import LevelRun, Progress
 from sal_jax.step import (TrainState, eval_step_fn, gradient_diagnostics_fn, init_state, level_constants,
                           level_variables, train_step_fn)
 from sal_jax.teacher_cache import compile_teacher_forward, teacher_cache, with_feature_scales
 from sal_jax.validation import validate_run
 
-@dataclasses.dataclass
-class LevelRun:
-    """One level trained once (one round of SAL, or a baseline): its result and per-epoch history."""
-
-    name: str
-    level: int                      # 1-based, 1 = top
-    round: int                      # 1-based
-    variables: Variables            # the trained level (no projections)
-    history: list[dict[str, float]]  # one row per epoch: train terms, test metrics, cumulative train time
-    train_time: float               # seconds of training: setup and training calls (compilation, evaluation,
-                                    # checkpoints and logging excluded)
-    steps: int
-    compiles: dict[str, int]        # compilations of the train and eval steps (1 each when all is well)
-    compile_time: float = 0.0       # seconds compiling them (absent from records written before it was kept)
-    diverged: bool = False          # its last epoch's training CE is worse than twice uniform guessing's
-
-    def record(self) -> dict[str, Any]:
-        """Everything but the variables, as JSON: what a checkpoint stores of a finished phase (and
-        `LevelRun(**record, variables=...)` rebuilds), and what results.json reports of it."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "variables"}
-
-    @property
-    def final_test_accuracy(self) -> float:
-        return self.history[-1]["test_accuracy"]  # the last epoch is always evaluated
-
-    @property
-    def best_test_accuracy(self) -> float:
-        return max(row["test_accuracy"] for row in self.history if "test_accuracy" in row)
-
-
-@dataclasses.dataclass
-class Progress:
-    """Where a level's training stands: everything besides the train state needed to resume exactly."""
-
-    epoch: int = 0                      # epochs completed
-    step_in_epoch: int = 0              # steps done in the current epoch
-    train_time: float = 0.0             # seconds of training so far
-    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
-    sums: dict[str, Any] | None = None  # the current epoch's metric sums so far (on device)
-    monitor: dict[str, Any] | None = None  # what train_level's `epoch_hook` keeps between epochs (JSON)
-
+if TYPE_CHECKING:  # orbax is imported only when checkpointing
+    from sal_jax.checkpoint import RunCheckpointer
 
 class ChunkHook(Protocol):
     """Called between a level's training calls (sal_jax.checkpoint: saving, preemption); its time is not
@@ -133,6 +95,12 @@ def host_device() -> jax.Device | None:
         return jax.local_devices(backend="cpu")[0]
     except RuntimeError:
         return None
+
+
+def run_key(seed: int, level: int, round_: int) -> jax.Array:
+    """The key of a level's training in one round, from which its on-device randomness (augmentation, a
+    sparse level's evolution) derives: a pure function of (seed, level, round), as resuming needs."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), level), round_)
 
 
 def setup_level(student: nn.Module, data: ArrayDataset, config: ml_collections.ConfigDict, *, level: int,
@@ -220,7 +188,7 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     if epoch_hook is not None:  # off the training clock (it may compile); a resumed run keeps its record
         record = epoch_hook.start(state, data.x_train)
         prog.monitor = record if prog.monitor is None else prog.monitor
-    augment_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), level), round_)
+    augment_key = run_key(config.seed, level, round_)
     train_step = train_step_fn(student, tx, guidance, augment_images if config.data.augment else None, augment_key)
     eval_step = eval_step_fn(student, guidance)
 
@@ -473,7 +441,7 @@ def sparse_phase_inputs(phase: Phase, levels: Sequence[nn.Module], config: ml_co
     if config.model.family != "set_mlp":
         return {}
     spec, epochs = config.sparse, config.train.epochs if epochs is None else epochs
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), phase.level), phase.round)
+    key = run_key(config.seed, phase.level, phase.round)
     return {"epoch_hook": sparse.SparseEvolution(
         json.dumps(config.train.to_dict(), sort_keys=True), levels[phase.level - 1].epsilon, spec.zeta, spec.prune_fraction,
         max(1, math.floor(spec.prune_until * epochs)), levels[phase.level - 1].width,
@@ -499,7 +467,7 @@ def glai_phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequenc
 
 def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
                  progress: bool = False, checkpoint_dir: str | None = None, log_dir: str | None = None,
-                 program_cache: chunks.ProgramCache | None = None) -> LadderResult:
+                 program_cache: chunks.ProgramCache | None = None, checked: bool = False) -> LadderResult:
     """SAL top-down: level 1 on the task, then each level guided by the frozen level above, for
     `config.train.rounds` rounds; then the plain baselines of the bottom level that the config asks for.
 
@@ -509,9 +477,12 @@ def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_col
     With `log_dir`, each phase writes TensorBoard events to log_dir/<phase> (`phase_run_name`;
     sal_jax.summaries). Compiled levels are shared through `program_cache` (a new one if None: the plain
     baselines of a level then share one program); pass one to several runs on the same data, e.g. seeds.
+    `checked`: the caller has applied the config's determinism and validated this run (sal_jax.train does
+    it for every cell before the first step), so it is not done again.
     """
-    apply_determinism(config.deterministic)
-    validate_run(levels, data, config)
+    if not checked:
+        apply_determinism(config.deterministic)
+        validate_run(levels, data, config)
     phases = ladder_phases(len(levels), config)
     program_cache = chunks.ProgramCache() if program_cache is None else program_cache
     if checkpoint_dir is None:
@@ -526,7 +497,8 @@ def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_col
 
 
 def run_phases(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
-               phases: Sequence[Phase], progress: bool, store=None, log_dir: str | None = None,
+               phases: Sequence[Phase], progress: bool, store: RunCheckpointer | None = None,
+               log_dir: str | None = None,
                program_cache: chunks.ProgramCache | None = None) -> list[LevelRun]:
     """The ladder loop: every phase in order. With `store` (a sal_jax.checkpoint.RunCheckpointer), it
     continues from the store's newest readable checkpoint, saves during each phase and after it, and
@@ -554,7 +526,7 @@ def run_phases(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_colle
 
 
 @contextlib.contextmanager
-def _kept_checkpoints(store) -> Iterator[None]:
+def _kept_checkpoints(store: RunCheckpointer | None) -> Iterator[None]:
     """A divergence's one line says where the checkpoints from before it are (nothing saves after it)."""
     try:
         yield
@@ -591,16 +563,14 @@ def _phase_log(log_dir: str | None, phase: Phase, num_levels: int, config: ml_co
         log.close()
 
 
-def _resume_point(store, levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
-                  phases: Sequence[Phase]) -> tuple[list[LevelRun], tuple[TrainState, Progress] | None]:
+def _resume_point(store: RunCheckpointer, levels: Sequence[nn.Module], data: ArrayDataset,
+                  config: ml_collections.ConfigDict, phases: Sequence[Phase]
+                  ) -> tuple[list[LevelRun], tuple[TrainState, Progress] | None]:
     """The finished phases and the phase in progress (its state and progress) of the store's newest
     readable checkpoint; ([], None) if there is none."""
-    def restored_runs(records, variables) -> list[LevelRun]:
-        return [LevelRun(**record, variables=v) for record, v in zip(records, variables)]
-
-    def state_template(records: list[dict[str, Any]], variables: list[Any]) -> Any:
-        phase = phases[len(records)]
-        kwargs = phase_inputs(phase, levels, phases, restored_runs(records, variables), config)
+    def state_template(done: list[LevelRun]) -> Any:
+        phase = phases[len(done)]
+        kwargs = phase_inputs(phase, levels, phases, done, config)
         teacher_module = kwargs["teacher"][0] if kwargs.get("teacher") else None
         return jax.eval_shape(lambda: setup_level(
             levels[phase.level - 1], data, config, level=phase.level, round_=kwargs.get("round_", 1),
@@ -609,10 +579,8 @@ def _resume_point(store, levels: Sequence[nn.Module], data: ArrayDataset, config
     snapshot = store.restore(state_template)
     if snapshot is None:
         return [], None
-    done, resume = restored_runs(snapshot.completed, snapshot.variables), None
-    if snapshot.state is not None:
-        fields = {k: v for k, v in snapshot.progress.items() if k != "has_sums"}
-        resume = (snapshot.state, Progress(**fields, sums=snapshot.sums))
+    done = snapshot.done
+    resume = None if snapshot.state is None else (snapshot.state, snapshot.progress)
     where = (f"'{phases[len(done)].name}', epoch {resume[1].epoch + 1}, step {resume[1].step_in_epoch} of the epoch"
              if resume else f"the start of '{phases[len(done)].name}'" if len(done) < len(phases)
              else "the end: nothing to do")

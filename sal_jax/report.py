@@ -15,11 +15,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from sal_jax import stats
-from sal_jax.ladder import LadderResult, LevelRun
+from sal_jax.ladder import LadderResult
 from sal_jax.sweep import point_label, point_tag
 from sal_jax.models.glai import STRUCTURE
 from sal_jax.models.sparse import MASKS
 from sal_jax.sparse import live_param_count
+from sal_jax.records import LevelRun
 
 Record = dict[str, Any]
 BASELINES = {"plain_epoch_matched": "plain, epoch-matched", "plain_time_matched": "plain, time-matched"}

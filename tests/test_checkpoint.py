@@ -244,7 +244,7 @@ gone.delete()
 with RunCheckpointer(sys.argv[1], child_config(), {}) as checkpointer:
     for save in (lambda: checkpointer.manager.save(1, args=ocp.args.Composite(
                      meta=ocp.args.JsonSave({}), state=ocp.args.StandardSave({"w": gone})), force=True),
-                 lambda: checkpointer.save(Snapshot([], [], state={"w": gone}, progress={}))):
+                 lambda: checkpointer.save(Snapshot([], state={"w": gone}))):
         try:
             save()
         except RuntimeError as error:
