@@ -5,7 +5,7 @@ Experiment configs under experiments/configs/ start from `default_config()` and 
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, Mapping
 
 import ml_collections
 
@@ -141,17 +141,22 @@ def default_config() -> ml_collections.ConfigDict:
     return config
 
 
+def with_values(config: ml_collections.ConfigDict, values: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """A copy of `config` with each dotted key of `values` set, e.g. {"train.epochs": 3, "seed": 1}: the one
+    way the library derives a config (quick runs, sweep points, a cell's size, a seed, an ablation)."""
+    copy = ml_collections.ConfigDict(config.to_dict())
+    for key, value in values.items():
+        *path, leaf = key.split(".")
+        node = copy
+        for part in path:
+            node = node[part]
+        node[leaf] = value
+    return copy
+
+
 def apply_quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A copy with `config.quick_overrides` applied when `config.quick` is set."""
-    config = ml_collections.ConfigDict(config.to_dict())
-    if config.quick:
-        for key, value in config.quick_overrides:
-            *path, leaf = key.split(".")
-            node = config
-            for part in path:
-                node = node[part]
-            node[leaf] = value
-    return config
+    return with_values(config, dict(config.quick_overrides) if config.quick else {})
 
 
 def check_values(config: ml_collections.ConfigDict) -> None:

@@ -50,7 +50,7 @@ with _torch_unimportable():
     from tensorboardX.proto.summary_pb2 import Summary
     from tensorboardX.summary import hparams, text
 
-from sal_jax.config import flat_config as config_leaves  # noqa: E402
+from sal_jax.config import flat_config  # noqa: E402
 
 EPOCH_TAGS = {"train_grad_norm/": "grad_norm/", "test_": "test/", "diag_": "diagnostics/"}
 FLUSH_SECONDS = 10.0  # how stale a live view may get
@@ -113,9 +113,9 @@ class LevelLog:
         whose step goes back as a restart, and hides what was logged after that step.)"""
         self._write_pending()
         self._write(step, text("config", config_table(config)))
-        hparam_values = {**flat_config(config), **run_facts}
+        values = {**hparam_values(config), **run_facts}
         metrics = {f"hparam/{k}": v for k, v in results.items()}
-        for summary in hparams(hparam_values, metrics):
+        for summary in hparams(values, metrics):
             self._write(step, summary)
         self._scalars(step, metrics)
 
@@ -132,11 +132,12 @@ class LevelLog:
 def config_table(config: ml_collections.ConfigDict) -> str:
     """The config as a markdown table of its dotted keys and values, which TensorBoard's text tab renders
     as a table (the config's YAML would show ml_collections' internals: `!!python/object` tags, `_locked`)."""
-    values = {key: str(value).replace("|", "\\|") for key, value in flat_config(config).items()}  # "|" ends a cell
+    values = {key: str(value).replace("|", "\\|")  # "|" would end a cell
+              for key, value in hparam_values(config).items()}
     return "\n".join(["| key | value |", "| --- | --- |", *(f"| {key} | {value} |" for key, value in values.items())])
 
 
-def flat_config(config: ml_collections.ConfigDict) -> dict[str, bool | int | float | str]:
+def hparam_values(config: ml_collections.ConfigDict) -> dict[str, bool | int | float | str]:
     """{"train.learning_rate": 0.001, ...}: what TensorBoard's hparams take (sequences as JSON text)."""
     return {key: value if isinstance(value, (bool, int, float, str)) else json.dumps(value, default=str)
-            for key, value in config_leaves(config).items()}
+            for key, value in flat_config(config).items()}

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from sal_jax.config import unknown_key
+from sal_jax.config import unknown_key, with_values
 from sal_jax.errors import ConfigError
 
 Point = dict[str, Any]  # dotted config key -> value
@@ -61,14 +61,7 @@ def _check_key(config: ml_collections.ConfigDict, key: str) -> None:
 
 def apply_point(config: ml_collections.ConfigDict, point: Point) -> ml_collections.ConfigDict:
     """A copy of `config` with the point's values set."""
-    config = ml_collections.ConfigDict(config.to_dict())
-    for key, value in point.items():
-        *path, leaf = key.split(".")
-        node = config
-        for part in path:
-            node = node[part]
-        node[leaf] = value
-    return config
+    return with_values(config, point)
 
 
 def point_label(point: Point) -> str:

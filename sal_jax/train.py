@@ -13,34 +13,23 @@ import ml_collections
 
 from sal_jax.checkpoint import Preempted
 from sal_jax.chunks import ProgramCache
-from sal_jax.config import apply_quick, check_values
+from sal_jax.config import apply_quick, check_values, with_values
 from sal_jax.data import load_dataset
 from sal_jax.determinism import apply_determinism
 from sal_jax.errors import TrainingDiverged
 from sal_jax.ladder import train_ladder
 from sal_jax.models import make_ladder
 from sal_jax import report
-from sal_jax.sweep import apply_point, sweep_points
+from sal_jax.sweep import sweep_points
 from sal_jax.validation import check_workdir, validate_run
 
 Cell = tuple[dict[str, Any], ml_collections.ConfigDict, Any, list]  # record, config, dataset, levels
-ABLATIONS = {"hidden_only": {"output_weight": 0.0}, "output_only": {"hidden_weight": 0.0}}
+ABLATIONS = {"hidden_only": {"guidance.output_weight": 0.0}, "output_only": {"guidance.hidden_weight": 0.0}}
 
 
 def sweep_cells(config: ml_collections.ConfigDict) -> list[tuple[int, int]]:
     """(per_class, epochs) of every cell: the sweep, or the single setting of config.data / config.train."""
     return list(zip(config.sweep.per_class, config.sweep.epochs)) or [(config.data.per_class, config.train.epochs)]
-
-
-def with_values(config: ml_collections.ConfigDict, **sections: dict[str, Any]) -> ml_collections.ConfigDict:
-    """A copy of `config` with e.g. with_values(c, train={"epochs": 3}) applied."""
-    copy = ml_collections.ConfigDict(config.to_dict())
-    for section, values in sections.items():
-        if isinstance(values, dict):
-            copy[section].update(values)
-        else:
-            copy[section] = values
-    return copy
 
 
 def run_seed(levels, data, config: ml_collections.ConfigDict, progress: bool,
@@ -55,14 +44,14 @@ def run_seed(levels, data, config: ml_collections.ConfigDict, progress: bool,
 
     def ladder(config: ml_collections.ConfigDict, name: str):
         return train_ladder(levels, data, config, progress=progress, checkpoint_dir=directory(checkpoint_dir, name),
-                            log_dir=directory(log_dir, name), program_cache=program_cache)
+                            log_dir=directory(log_dir, name), program_cache=program_cache, checked=True)
 
     result = ladder(config, "sal")
     record = report.ladder_record(result, config.seed)
     if config.ablations:
-        for name, guidance in ABLATIONS.items():
-            ablation = with_values(config, guidance=guidance,
-                                   baselines={"epoch_matched": False, "time_matched": False})
+        for name, values in ABLATIONS.items():
+            ablation = with_values(config, {**values, "baselines.epoch_matched": False,
+                                            "baselines.time_matched": False})
             result = ladder(ablation, name)
             record[name] = {"sal": [report.run_record(run) for run in result.sal],
                             "sal_train_time": result.sal_train_time}
@@ -110,8 +99,7 @@ def _prepare_cells(config: ml_collections.ConfigDict) -> list[Cell]:
     cells, datasets = [], {}
     for per_class, epochs in sweep_cells(config):
         for point in sweep_points(config):
-            cell_config = apply_point(with_values(config, data={"per_class": per_class}, train={"epochs": epochs}),
-                                      point)
+            cell_config = with_values(config, {"data.per_class": per_class, "train.epochs": epochs, **point})
             key = json.dumps([cell_config.data.to_dict(), cell_config.model.family], sort_keys=True)
             if key not in datasets:  # points that leave the data alone share one copy
                 datasets[key] = load_dataset(cell_config.data, cell_config.model.family)
@@ -135,7 +123,7 @@ def _train_cells(cells: list[Cell], config: ml_collections.ConfigDict, workdir: 
             program_cache = ProgramCache()  # a cell's seeds train the same levels: each compiles once
             records = []
             for seed in range(config.seed, config.seed + config.num_seeds):
-                records.append(run_seed(levels, data, with_values(cell_config, seed=seed), progress, checkpoint_dir,
+                records.append(run_seed(levels, data, with_values(cell_config, {"seed": seed}), progress, checkpoint_dir,
                                         log_dir, program_cache))
                 clock.save()
             results["cells"].append({**cell, "runs": records})

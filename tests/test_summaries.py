@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from sal_jax.config import default_config
-from sal_jax.summaries import LevelLog, flat_config
+from sal_jax.summaries import LevelLog, hparam_values
 from sal_jax.train import train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -116,7 +116,7 @@ def test_the_config_text_is_a_table_of_its_keys_and_values(tmp_path):
     assert lines[:2] == ["| key | value |", "| --- | --- |"]
     assert "| train.epochs | 7 |" in lines and "| model.levels | [1, 2, 4, 8] |" in lines
     assert "| data.name | a\\|b |" in lines
-    assert len(lines) == 2 + len(flat_config(config))
+    assert len(lines) == 2 + len(hparam_values(config))
     assert not any(word in "\n".join(lines) for word in ("!!python", "_locked", "_fields"))
 
 
@@ -136,12 +136,12 @@ def test_a_resumed_level_hides_what_the_interrupted_run_wrote_after_its_checkpoi
     np.testing.assert_array_equal(loss, [1.0] * 5 + [2.0] * 3)
 
 
-def test_flat_config_gives_tensorboard_hparam_values():
+def test_hparam_values_are_the_configs_leaves_as_tensorboard_takes_them():
     import ml_collections
 
     config = ml_collections.ConfigDict({"train": {"learning_rate": 0.1, "optimizer": "adam", "rounds": 2},
                                         "quick": False, "model": {"levels": (1, 2)}, "quick_overrides": ()})
-    assert flat_config(config) == {"train.learning_rate": 0.1, "train.optimizer": "adam", "train.rounds": 2,
+    assert hparam_values(config) == {"train.learning_rate": 0.1, "train.optimizer": "adam", "train.rounds": 2,
                                    "quick": False, "model.levels": "[1, 2]", "quick_overrides": "[]"}
 
 
