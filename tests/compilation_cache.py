@@ -3,10 +3,12 @@
 Many tests train the same tiny ladders, so they compile the same programs: with JAX's persistent cache a
 program is compiled once per run of the suite and loaded after that (measured on tests/test_ladder.py
 alone: 132 s -> 76 s). A loaded program is the compiled one, byte for byte, so no result changes. Each
-pytest-xdist worker has its own folder (JAX writes cache entries without a lock: two processes compiling
-the same program at once could read a half-written entry), and the subprocesses a test starts inherit
-their worker's (`JAX_COMPILATION_CACHE_DIR`); tests that run processes side by side leave it out
-(`without_compilation_cache`). The folder goes when the run ends: every run of the suite starts cold.
+pytest-xdist worker has its own folder, and the subprocesses a test starts inherit their worker's
+(`JAX_COMPILATION_CACHE_DIR`), so that no process reads an entry another test's process is writing: JAX
+writes entries without a lock, and reading a half-written one costs a warning (on the stderr that some
+tests read) and a compilation. The processes of one multi-process run share it: only process 0 writes
+(JAX's rule), and a warning in their stderr breaks no test. The folder goes when the run ends: every run
+of the suite starts cold.
 
 Imported by conftest.py before JAX: JAX reads these variables when it is imported. A
 JAX_COMPILATION_CACHE_DIR already set by the user is left alone; SAL_JAX_TEST_COMPILATION_CACHE=0 turns
@@ -38,7 +40,3 @@ def use_compilation_cache() -> None:
     # every program, however fast it compiles (JAX's defaults skip those under 1 s: most of ours)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-
-def without_compilation_cache(env: dict[str, str]) -> dict[str, str]:
-    """`env` for processes that run side by side (a multi-process run): no shared cache folder."""
-    return {k: v for k, v in env.items() if k != CACHE}

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from compilation_cache import without_compilation_cache
 from conftest import blobs
 from promises import assert_reproduced
 from parallel_child import child_config
@@ -70,8 +69,7 @@ def run_processes(spec: dict, processes: int, devices: int, expect: int = 0) -> 
         with socket.socket() as s:  # a free port for the coordinator
             s.bind(("127.0.0.1", 0))
             spec = {**spec, "num_processes": processes, "port": s.getsockname()[1]}
-    env = child_env(devices) if processes == 1 else without_compilation_cache(child_env(devices))
-    procs = [subprocess.Popen([sys.executable, str(CHILD), json.dumps({**spec, "process_id": i})], env=env,
+    procs = [subprocess.Popen([sys.executable, str(CHILD), json.dumps({**spec, "process_id": i})], env=child_env(devices),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(processes)]
     try:
         errors = [proc.communicate(timeout=300)[1] for proc in procs]
