@@ -86,7 +86,7 @@ def main(directory, out, mode, at, rounds="1", steps_per_call="1", family="mlp",
 
     def save(self, snapshot):
         original_save(self, snapshot)
-        if mode == "kill_after_level" and snapshot.state is None and len(snapshot.completed) == at:
+        if mode == "kill_after_level" and snapshot.state is None and len(snapshot.done) == at:
             self.manager.wait_until_finished()
             os.kill(os.getpid(), signal.SIGKILL)
 
