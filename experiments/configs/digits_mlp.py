@@ -2,8 +2,9 @@
 
 Command (the README's main job):
     sal-jax --config=experiments/configs/digits_mlp.py --workdir=runs/digits_mlp
-Run time on 2 CPU cores (3 seeds, the SAL ladder and both plain baselines each; measured 2026-11-27 on a
-2-core AMD EPYC): about 12 s with a warm compilation cache.
+Run time on 2 CPU cores (3 seeds, the SAL ladder and both plain baselines each; medians of 5 runs,
+2026-12-03, a 2-core Intel Xeon, `python benchmarks/main_job_time.py`): 28.7 s with a warm compilation
+cache, 35.9 s cold.
 """
 from sal_jax.config import default_config
 
