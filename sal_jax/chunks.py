@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import json
 import math
 from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
+from sal_jax.config import flat_config
+from sal_jax.data.arrays import ArrayDataset
 from sal_jax.levels import Variables
 from sal_jax.parallel import SplitBatches, StepShardings
 from sal_jax.step import Metrics, Step, TrainState
@@ -171,12 +176,33 @@ class LevelPrograms:
     teacher_forward: Callable | None = None  # the teacher cache's pass (sal_jax.teacher_cache), when it has one
 
 
+# Settings that no compiled program of a level reads: the run's bookkeeping, and what the loop around the
+# programs does (how long, how often to evaluate or save). Left out of `program_key`, so that e.g. an
+# ablation's unguided top level or a run with other checkpoint settings reuses the compiled level.
+PROGRAM_NEUTRAL = ("checkpoint.", "tensorboard", "num_seeds", "quick", "sweep.", "ablations", "baselines.",
+                   "train.epochs", "train.rounds", "train.eval_every", "train.steps_per_call")
+
+
+def program_key(student: nn.Module, teacher: nn.Module | None, data: ArrayDataset,
+                config: ml_collections.ConfigDict, epochs: int, state: TrainState) -> tuple:
+    """What a level's compiled programs (`ProgramCache`) depend on besides their arguments'
+    values: the modules, the data's shapes, the settings the programs read (not PROGRAM_NEUTRAL; the
+    guidance's only when guided), the seed only as the key of on-device augmentation, when guided the
+    epochs (the guidance schedule's length), and the level's constant collections (a frozen GLAI level
+    runs another program than an unfrozen one)."""
+    neutral = PROGRAM_NEUTRAL + (("guidance.",) if teacher is None else ())
+    settings = {k: v for k, v in flat_config(config).items() if k != "seed" and not k.startswith(neutral)}
+    return (id(student), id(teacher), data.x_train.shape, data.x_test.shape, str(data.x_train.dtype),
+            json.dumps(settings, sort_keys=True, default=str), epochs if teacher is not None else None,
+            config.seed if config.data.augment else None, jax.process_count(), tuple(sorted(state.constants)))
+
+
 class ProgramCache:
     """Compiled levels kept for the next training of the same level: another seed, or the plain baselines
     of a level (one program, whatever their epochs or time budget). A program depends on shapes and on
     settings, never on values -- parameters, data, the teacher's variables and the seed are its arguments
     -- so a reused one computes the same bits as a fresh compile of it. `key` says what it depends on
-    (sal_jax.ladder.program_key). Reuse saves a level's tracing, lowering and compiling (~0.1-1.5 s each,
+    (`program_key`). Reuse saves a level's tracing, lowering and compiling (~0.1-1.5 s each,
     more on a GPU; the persistent compilation cache saves only the compiling), which dominates small
     levels' time. Hold one per dataset: entries keep their levels' programs alive.
     """

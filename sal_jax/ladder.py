@@ -22,7 +22,6 @@ import ml_collections
 from tqdm.auto import tqdm
 
 from sal_jax import chunks, glai, parallel, sparse
-from sal_jax.config import flat_config
 from sal_jax.data.arrays import ArrayDataset, epoch_order
 from sal_jax.data.images import augment_images
 from sal_jax.determinism import apply_determinism
@@ -145,7 +144,7 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     resume: a (state, progress) from a checkpoint; training continues exactly where it stopped.
     on_chunk: called between training calls (checkpoints, preemption).
     log: receives each call's and each epoch's metrics (e.g. sal_jax.summaries.LevelLog: TensorBoard).
-    program_cache: where the level's compiled programs are looked up and kept (`program_key`): a later
+    program_cache: where the level's compiled programs are looked up and kept (`chunks.program_key`): a later
       seed's training of the same level then compiles nothing.
     epoch_hook: the level's own work at each epoch end (`EpochHook`: a GLAI level's structure monitor,
       which may end the training early; a sparse level's evolution, which changes the state between
@@ -195,7 +194,7 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     # Tracing and compiling happen apart from the training clock: compilation is the compiler's cost, not
     # training's, and with a compilation cache it would make a time-matched budget depend on the cache.
     compile_start = time.perf_counter()
-    key = program_key(student, teacher, data, config, epochs, state)
+    key = chunks.program_key(student, teacher, data, config, epochs, state)
     reused = None if program_cache is None else program_cache.get(key)
     cached = use_teacher_cache(config, guidance)
     scaled = guidance is not None and guidance.use_hidden and guidance.feature_norm != "none"
@@ -312,27 +311,6 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     return LevelRun(name, level, round_, level_variables(state), prog.history, prog.train_time, int(state.step),
                     {"train": programs.train._cache_size(), "eval": programs.evaluate._cache_size()}, compile_time,
                     diverged)
-
-
-# Settings that no compiled program of a level reads: the run's bookkeeping, and what the loop around the
-# programs does (how long, how often to evaluate or save). Left out of `program_key`, so that e.g. an
-# ablation's unguided top level or a run with other checkpoint settings reuses the compiled level.
-PROGRAM_NEUTRAL = ("checkpoint.", "tensorboard", "num_seeds", "quick", "sweep.", "ablations", "baselines.",
-                   "train.epochs", "train.rounds", "train.eval_every", "train.steps_per_call")
-
-
-def program_key(student: nn.Module, teacher: nn.Module | None, data: ArrayDataset,
-                config: ml_collections.ConfigDict, epochs: int, state: TrainState) -> tuple:
-    """What a level's compiled programs (sal_jax.chunks.ProgramCache) depend on besides their arguments'
-    values: the modules, the data's shapes, the settings the programs read (not PROGRAM_NEUTRAL; the
-    guidance's only when guided), the seed only as the key of on-device augmentation, when guided the
-    epochs (the guidance schedule's length), and the level's constant collections (a frozen GLAI level
-    runs another program than an unfrozen one)."""
-    neutral = PROGRAM_NEUTRAL + (("guidance.",) if teacher is None else ())
-    settings = {k: v for k, v in flat_config(config).items() if k != "seed" and not k.startswith(neutral)}
-    return (id(student), id(teacher), data.x_train.shape, data.x_test.shape, str(data.x_train.dtype),
-            json.dumps(settings, sort_keys=True, default=str), epochs if teacher is not None else None,
-            config.seed if config.data.augment else None, jax.process_count(), tuple(sorted(state.constants)))
 
 
 def _log_call(log: LevelLog, step: int, steps: int, sums: dict[str, Any], logged: dict[str, Any] | None
