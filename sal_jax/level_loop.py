@@ -1,0 +1,355 @@
+"""One level's training: `setup_level` builds everything it needs (one record), `run_level` is the loop,
+which calls hooks (sal_jax.hooks) at named points; `train_level` puts the two together.
+
+Determinism: a level's initial parameters are a function of (seed, level) and each epoch's example order
+of (seed, level, round, epoch), so SAL's bottom level and its plain baseline start from the same
+weights and see the same batches; only the guidance differs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from sal_jax import chunks, glai, parallel
+from sal_jax.data.arrays import ArrayDataset, epoch_order
+from sal_jax.data.images import augment_images
+from sal_jax.errors import TrainingDiverged
+from sal_jax.guidance import Guidance, make_guidance
+from sal_jax.hooks import Call, EpochLimit, Hook, ProgressBar, TimeBudget
+from sal_jax.levels import Variables
+from sal_jax.optimizers import make_optimizer
+from sal_jax.records import LevelRun, Progress
+from sal_jax.step import (TrainState, eval_step_fn, gradient_diagnostics_fn, init_state, level_constants,
+                          level_variables, train_step_fn)
+from sal_jax.teacher_cache import compile_teacher_forward, teacher_cache, with_feature_scales
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelPlan:
+    """What one training of one level is: the level, what guides it and where it starts."""
+
+    student: nn.Module
+    level: int                                            # 1-based, 1 = top
+    round: int = 1
+    epochs: int = 1                                       # the guidance schedule's length; the end without a budget
+    teacher: tuple[nn.Module, Variables] | None = None    # the frozen level above: (module, variables)
+    start_from: Variables | None = None                   # the level's own variables from the previous round
+    continue_from: LevelRun | None = None                 # an earlier part of this training (GLAI's structure phase)
+    name: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.name or f"level {self.level}"
+
+
+@dataclasses.dataclass
+class LevelSetup:
+    """Everything a level's loop needs, built by `setup_level` before its first step."""
+
+    state: TrainState                  # laid out on the mesh
+    progress: Progress                 # a fresh, continued or resumed level's
+    teacher_variables: Variables | None
+    shardings: parallel.StepShardings
+    train_split: parallel.SplitBatches
+    test_split: parallel.SplitBatches
+    programs: chunks.LevelPrograms
+    compile_time: float                # seconds tracing and compiling (not training time)
+
+
+@dataclasses.dataclass
+class LevelLoop:
+    """What hooks see of a level as it trains (sal_jax.hooks)."""
+
+    plan: LevelPlan
+    setup: LevelSetup
+    data: ArrayDataset
+    config: ml_collections.ConfigDict
+    state: TrainState
+    progress: Progress
+    seconds_per_step: float | None = None  # the last call's pace
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.data.x_train) // self.config.train.batch_size
+
+
+def use_teacher_cache(config: ml_collections.ConfigDict, guidance: Guidance | None) -> bool:
+    """Cache the teacher's outputs when it guides, inputs never change (no augmentation) and one process
+    holds all the data (several processes fall back to the teacher forward in every step)."""
+    return (guidance is not None and guidance.active and config.guidance.cache_teacher
+            and not config.data.augment and jax.process_count() == 1)
+
+
+def host_device() -> jax.Device | None:
+    """This process's first CPU device, where levels are initialised; None if the CPU backend is off
+    (JAX_PLATFORMS without cpu)."""
+    try:
+        return jax.local_devices(backend="cpu")[0]
+    except RuntimeError:
+        return None
+
+
+def run_key(seed: int, level: int, round_: int) -> jax.Array:
+    """The key of a level's training in one round, from which its on-device randomness (augmentation, a
+    sparse level's evolution) derives: a pure function of (seed, level, round), as resuming needs."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), level), round_)
+
+
+def initial_state(plan: LevelPlan, data: ArrayDataset, config: ml_collections.ConfigDict
+                  ) -> tuple[Guidance | None, Any, TrainState]:
+    """(guidance, optimizer, initial state) of one level's training: cheap, and abstract-evaluable.
+
+    The state is computed on the CPU (`host_device`), op by op as ever: on an accelerator each of an
+    initialisation's hundreds of small ops is a dispatch (and a compilation the first time), which made a
+    GPU spend seconds a level here; and the initial weights of a seed are then the same bits on every
+    backend. setup_level lays the state out on its mesh."""
+    steps_per_epoch = len(data.x_train) // config.train.batch_size
+    with jax.default_device(host_device()):  # None: the default device
+        sample_x = jnp.asarray(data.x_train[: config.train.batch_size])
+        teacher = None if plan.teacher is None else plan.teacher[0]
+        guidance = (make_guidance(plan.student, teacher, sample_x, config.guidance, plan.epochs * steps_per_epoch)
+                    if teacher is not None else None)
+        tx = make_optimizer(config.train)
+        key = jax.random.fold_in(jax.random.key(config.seed), plan.level)
+        state = init_state(plan.student, tx, key, sample_x, guidance)
+        if plan.start_from is not None:
+            params = {**state.params, "model": plan.start_from["params"]}
+            state = state.replace(params=params, batch_stats=plan.start_from.get("batch_stats", {}),
+                                  opt_state=tx.init(params), constants=level_constants(plan.start_from))
+    return guidance, tx, state
+
+
+def setup_level(plan: LevelPlan, data: ArrayDataset, config: ml_collections.ConfigDict,
+                resume: tuple[TrainState, Progress] | None = None,
+                program_cache: chunks.ProgramCache | None = None) -> LevelSetup:
+    """The mesh and shardings, the state on them, the teacher cache, the data splits and the compiled
+    programs of one level's training (`resume`: a checkpoint's state and progress, continued exactly).
+
+    The level's setup cost (teacher cache, copying the data to the devices) is training time, counted
+    into the progress; tracing and compiling are not (`compile_time`): they are the compiler's cost, and
+    with a compilation cache they would make a time-matched budget depend on the cache. Compiled programs
+    are looked up in and kept in `program_cache` (`chunks.program_key`)."""
+    train = config.train
+    mesh = parallel.make_mesh(config.parallel)
+    parallel.check_batch_size(train.batch_size, mesh.shape[parallel.DATA], mesh.shape[parallel.FSDP])
+    teacher, teacher_variables = plan.teacher if plan.teacher is not None else (None, None)
+    guidance, tx, state = initial_state(plan, data, config)
+    state, progress = resume if resume is not None else (state, Progress())
+    if resume is None and plan.continue_from is not None:
+        earlier = plan.continue_from
+        state = state.replace(step=jnp.asarray(earlier.steps, jnp.int32))
+        progress = Progress(epoch=len(earlier.history), train_time=earlier.train_time, history=list(earlier.history))
+    shardings = parallel.step_shardings(mesh, state, teacher_variables)
+    # Initialised eagerly on the CPU (a jitted init can differ in the last bit, e.g. an RNN's orthogonal
+    # init; see initial_state), then laid out on the mesh. Always a copy (may_alias=False): the train step
+    # donates its state, and the arrays given here can outlive this level -- `start_from` is the previous
+    # round's LevelRun.variables, which the result returns and the checkpoint saves; donating them deleted them.
+    state = jax.device_put(state, shardings.state, may_alias=False)
+    teacher_variables = jax.device_put(teacher_variables, shardings.teacher)
+
+    compile_start = time.perf_counter()
+    key = chunks.program_key(plan.student, teacher, data, config, plan.epochs, state)
+    reused = None if program_cache is None else program_cache.get(key)
+    cached = use_teacher_cache(config, guidance)
+    scaled = guidance is not None and guidance.use_hidden and guidance.feature_norm != "none"
+    forward = None
+    if cached or scaled:
+        forward = (reused.teacher_forward if reused is not None
+                   else compile_teacher_forward(guidance, teacher_variables, data.x_train[:train.batch_size]))
+    compile_time = time.perf_counter() - compile_start
+
+    setup_start = time.perf_counter()
+    cache = teacher_cache(guidance, teacher_variables, data.x_train, train.batch_size, forward) if cached else {}
+    cache.update(glai.gate_cache(plan.student, level_variables(state), data.x_train, train.batch_size))
+    if scaled:  # the teacher's feature RMS on the training set: an argument of the steps, laid out like the teacher
+        teacher_variables = with_feature_scales(guidance, teacher_variables, data.x_train, train.batch_size,
+                                                forward, cache)
+        shardings = parallel.step_shardings(mesh, state, teacher_variables)
+        teacher_variables = jax.device_put(teacher_variables, shardings.teacher)
+    on_device_mb = config.parallel.data_on_device_mb
+    train_split = parallel.SplitBatches({"x": data.x_train, "y": data.y_train, **cache}, train.batch_size,
+                                        shardings.batch, on_device_mb,
+                                        num_batches=len(data.x_train) // train.batch_size)
+    test_split = parallel.SplitBatches({"x": data.x_test, "y": data.y_test}, train.batch_size, shardings.batch,
+                                       on_device_mb)
+    progress.train_time += time.perf_counter() - setup_start  # the cache and the copies: this level's cost
+
+    compile_start = time.perf_counter()
+    programs = reused
+    if programs is None:
+        augment_key = run_key(config.seed, plan.level, plan.round)
+        train_step = train_step_fn(plan.student, tx, guidance, augment_images if config.data.augment else None,
+                                   augment_key)
+        diagnose = (gradient_diagnostics_fn(plan.student, guidance) if guidance is not None and guidance.active
+                    and config.guidance.get("gradient_diagnostics") else None)
+        programs, state = chunks.compile_level(train_step, eval_step_fn(plan.student, guidance), train_split,
+                                               test_split, shardings, state, teacher_variables, diagnose)
+        programs = dataclasses.replace(programs, teacher_forward=forward)
+        if program_cache is not None:
+            program_cache.put(key, programs, keep_alive=(plan.student, teacher))
+    compile_time += time.perf_counter() - compile_start
+    return LevelSetup(state, progress, teacher_variables, shardings, train_split, test_split, programs,
+                      compile_time)
+
+
+def run_level(plan: LevelPlan, setup: LevelSetup, data: ArrayDataset, config: ml_collections.ConfigDict,
+              hooks: Sequence[Hook]) -> LevelRun:
+    """The loop: epochs of training calls until a hook says stop (sal_jax.hooks: the points, their order).
+
+    Each call runs up to config.train.steps_per_call steps (sal_jax.chunks.ChunkSizer), never past the
+    epoch's end or a hook's `steps_until`. A non-finite loss term or gradient stops training with
+    TrainingDiverged (one line: the level, round, step and the term that went non-finite first), before
+    any hook sees the state: nothing after it is saved. A finished level whose last epoch's training
+    cross-entropy is above twice that of uniform guessing is returned with `diverged` set, and reported
+    on stderr. The clock counts setup_level's setup and the training calls; evaluation and hooks are not
+    training time (but `between_epochs`)."""
+    loop = LevelLoop(plan, setup, data, config, setup.state, setup.progress)
+    programs, prog = setup.programs, loop.progress
+    sizer = chunks.ChunkSizer(config.train.steps_per_call)
+    stopping = lambda: any([hook.stop(loop) for hook in hooks])  # every hook asked: agree() is collective
+    try:
+        for hook in hooks:  # off the training clock (a family's may compile)
+            hook.start(loop)
+        last = stopping()  # a resumed level may be done
+        while not last:
+            order = epoch_order(len(data.x_train), config.seed, plan.level, plan.round, prog.epoch)
+            stopped = False
+            while prog.step_in_epoch < loop.steps_per_epoch and not stopped:  # the ragged remainder is dropped
+                requests = [n for n in (hook.steps_until(loop) for hook in hooks) if n is not None]
+                requested = min(requests, default=None)
+                limit = min([loop.steps_per_epoch - prog.step_in_epoch, *requests])
+                n = parallel.agree(sizer.next(limit))  # every process runs the same steps
+                start = time.perf_counter()
+                batch_plan, offset = setup.train_split.plan(order, prog.step_in_epoch, n)
+                sums = programs.train_zeros if prog.sums is None else prog.sums
+                loop.state, prog.sums, health = programs.train(loop.state, setup.teacher_variables,
+                                                               setup.train_split.source, batch_plan, offset, n, sums)
+                health = jax.device_get(health)  # waits for the call
+                seconds = time.perf_counter() - start
+                if health["step"] >= 0:
+                    raise TrainingDiverged(nonfinite_message(plan.title, plan.level, plan.round, health))
+                prog.train_time += seconds
+                prog.step_in_epoch += n
+                sizer.observe(n, seconds)
+                loop.seconds_per_step = sizer.seconds_per_step
+                for hook in hooks:
+                    hook.after_call(loop, Call(n, seconds, at_request=n == requested))
+                stopped = stopping()
+            row = _epoch_row(loop, order)
+            for hook in hooks:
+                hook.measure(loop, row)
+            last = stopping()  # decided once: the last row of a level is always evaluated, whatever ends it
+            if last or prog.epoch % config.train.eval_every == 0:
+                test = chunks.evaluate(programs.evaluate, programs.eval_zeros, loop.state, setup.teacher_variables,
+                                       setup.test_split)
+                row.update({f"test_{k}": v for k, v in test.items()})
+            prog.history.append(row)
+            for hook in hooks:
+                hook.after_epoch(loop, row)
+            if not last:
+                _between_epochs(loop, hooks)
+    finally:
+        for hook in hooks:
+            hook.close(loop)
+    return _level_run(loop)
+
+
+def _epoch_row(loop: LevelLoop, order: Any) -> dict[str, float]:
+    """The epoch's history row (its training means, and gradient diagnostics when asked for); closes the
+    epoch in the progress."""
+    prog, programs, setup = loop.progress, loop.setup.programs, loop.setup
+    sums = jax.device_get(prog.sums)  # one host sync per epoch
+    row = {"epoch": prog.epoch + 1, "train_time": prog.train_time}
+    row.update({f"train_{k}": float(v) / prog.step_in_epoch for k, v in sums.items()})
+    if programs.diagnose is not None:  # on the epoch's first batch, with the epoch's final weights
+        batch_plan, offset = setup.train_split.plan(order, 0, 1)
+        diagnostics = jax.device_get(programs.diagnose(loop.state, setup.teacher_variables,
+                                                       setup.train_split.source, batch_plan, offset))
+        row.update({f"diag_{k}": float(v) for k, v in diagnostics.items()})
+    prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None
+    return row
+
+
+def _between_epochs(loop: LevelLoop, hooks: Sequence[Hook]) -> None:
+    """The hooks' new states, laid out on the mesh; training time (e.g. a sparse level's evolution is its
+    method's cost). A resumed run redoes it from the epoch's last save."""
+    for hook in hooks:
+        start = time.perf_counter()
+        state = hook.between_epochs(loop)
+        if state is not None:
+            loop.state = jax.block_until_ready(jax.device_put(state, loop.setup.shardings.state))
+            loop.progress.train_time += time.perf_counter() - start
+
+
+def _level_run(loop: LevelLoop) -> LevelRun:
+    """The finished level; a divergence by its last epoch's cross-entropy is reported on stderr."""
+    prog, plan, programs = loop.progress, loop.plan, loop.setup.programs
+    num_classes = loop.data.num_classes
+    diverged = bool(prog.history) and prog.history[-1]["train_ce"] > 2 * math.log(num_classes)
+    if diverged:
+        print(f"warning: {plan.title} diverged: its last epoch's training cross-entropy is "
+              f"{prog.history[-1]['train_ce']:.4g}, uniform guessing's is {math.log(num_classes):.4g}",
+              file=sys.stderr)
+    return LevelRun(plan.title, plan.level, plan.round, level_variables(loop.state), prog.history, prog.train_time,
+                    int(loop.state.step),
+                    {"train": programs.train._cache_size(), "eval": programs.evaluate._cache_size()},
+                    loop.setup.compile_time, diverged)
+
+
+def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.ConfigDict, *, level: int,
+                round_: int = 1, epochs: int | None = None, teacher: tuple[nn.Module, Variables] | None = None,
+                start_from: Variables | None = None, time_budget: float | None = None, name: str = "",
+                progress: bool = False, resume: tuple[TrainState, Progress] | None = None,
+                hooks: Sequence[Hook] = (), program_cache: chunks.ProgramCache | None = None,
+                continue_from: LevelRun | None = None) -> LevelRun:
+    """Trains `student` (level `level`, 1-based) on `data`, guided by the frozen teacher if given.
+
+    teacher: the frozen level above, (module, variables) -- e.g. sal_jax.checkpoint.load_level's result.
+    start_from: the level's own variables from the previous round (params and BatchNorm statistics
+      continue; optimizer state and projections start fresh, since the guidance target has changed).
+    time_budget: stop after this many seconds of training instead of after `epochs` (the time-matched
+      baseline; sal_jax.hooks.TimeBudget).
+    resume: a (state, progress) from a checkpoint; training continues exactly where it stopped.
+    hooks: run at the loop's named points (sal_jax.hooks), after the loop's own: e.g. a family's epoch
+      work, TensorBoard (sal_jax.summaries.TensorBoardHook), checkpoints (sal_jax.checkpoint), your metric.
+    progress: a progress bar of epochs on stderr (when it is a terminal).
+    program_cache: where the level's compiled programs are looked up and kept (`chunks.program_key`): a later
+      seed's training of the same level then compiles nothing.
+    continue_from: an earlier part of this level's training (a GLAI level's structure phase, whose
+      variables `start_from` has frozen): its epochs, steps, history and training time continue here.
+
+    Runs on the mesh of `config.parallel` (sal_jax.parallel): one compilation for training and one for
+    evaluation per level. See `setup_level` and `run_level` for what counts as training time.
+    """
+    epochs = config.train.epochs if epochs is None else epochs
+    plan = LevelPlan(student, level, round_, epochs, teacher, start_from, continue_from, name)
+    setup = setup_level(plan, data, config, resume, program_cache)
+    limit = TimeBudget(time_budget) if time_budget is not None else EpochLimit(epochs)
+    bar = [ProgressBar(None if time_budget else epochs, plan.title)] if progress else []
+    # the limit first: its stop() is asked first, as before hooks existed (a time budget's is collective);
+    # the caller's hooks are ordered by the caller (checkpoints last)
+    return run_level(plan, setup, data, config, [limit, *bar, *hooks])
+
+
+TERMS = ("ce", "hidden", "output")
+
+
+def nonfinite_message(name: str, level: int, round_: int, health: dict[str, Any]) -> str:
+    """One line: where training went non-finite and which term first (a call's `health`, sal_jax.chunks)."""
+    metrics = health["metrics"]
+    bad = [k for k in TERMS if k in metrics and not math.isfinite(metrics[k])]
+    grads = [k.split("/", 1)[1] for k, v in metrics.items() if k.startswith("grad_norm/") and not math.isfinite(v)]
+    what = (f"the {' and '.join(bad)} term{'s' if len(bad) > 1 else ''} went non-finite" if bad
+            else f"the gradient of {', '.join(grads)} went non-finite" if grads
+            else "the loss went non-finite")
+    values = ", ".join(f"{k}={metrics[k]:.4g}" for k in ("loss", *TERMS) if k in metrics)
+    return (f"{name} (level {level}, round {round_}), training step {int(health['step']) + 1}: {what} first "
+            f"({values}); training stopped there")
