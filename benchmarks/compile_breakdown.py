@@ -72,7 +72,7 @@ def main(argv: list[str]) -> None:
     wall = time.perf_counter() - start
     runs = [run for cell in results["cells"] for seed in cell["runs"]
             for run in [*seed["sal"], seed.get("plain_epoch_matched"), seed.get("plain_time_matched")] if run]
-    print(f"| function | programs | trace (s) | lower (s) | XLA compile (s) |\n| --- | --- | --- | --- | --- |")
+    print("| function | programs | trace (s) | lower (s) | XLA compile (s) |\n| --- | --- | --- | --- | --- |")
     totals = collections.Counter()
     for name, phases in sorted(log.seconds.items(), key=lambda item: -sum(item[1].values())):
         totals.update(phases)
