@@ -29,7 +29,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from sal_jax import parallel
+from sal_jax import families, parallel
 from sal_jax.config import default_config, flat_config
 from sal_jax.errors import ConfigError, first_line
 from sal_jax.records import LevelRun, Progress
@@ -406,37 +406,13 @@ def load_level(directory: str, level: int, module: Any = None, kind: str = "sal"
 
 def _built_in_mismatch(module: Any, family: str, variables: Any) -> str | None:
     """The first difference between saved `variables` and those of the built-in `module` (paths and
-    shapes, from an abstract init: free), or None when they match."""
+    shapes, from an abstract init on the family's probe input: free), or None when they match."""
     from sal_jax.levels import abstract_level
 
     params = variables.get("params", {}) if isinstance(variables, dict) else {}
-    # Parameter shapes of the built-in levels depend on the input only through the first layer's input
-    # width, read from the saved first layer; image size and sequence length change no parameter.
-    first = {"mlp": ("dense_0", lambda k: (1, k.shape[0])), "glai": ("dense_0", lambda k: (1, k.shape[0])),
-             "set_mlp": ("dense_0", lambda k: (1, k.shape[0])),
-             "cnn": ("conv_0", lambda k: (1, 4, 4, k.shape[2]))}
-    # The transformers' position tables do depend on it: one row per token (text), (rows, cols) of
-    # patches (vit; patch_embed's kernel is (patch * patch * channels, dim)).
-    position = getattr(params.get("position"), "shape", ())
-    if family in first:
-        name, shape = first[family]
-        layer = params.get(name)
-        kernel = layer.get("kernel") if isinstance(layer, dict) else None
-        if kernel is None or len(kernel.shape) < 2:
-            return f"it has no parameters {name}/kernel"
-        sample = jax.ShapeDtypeStruct(shape(kernel), jnp.float32)
-    elif family == "vit":
-        kernel = getattr(params.get("patch_embed", {}).get("kernel"), "shape", ())
-        if len(position) != 3 or len(kernel) != 2:
-            return "it has no parameters position (rows, cols, dim) and patch_embed/kernel"
-        p = module.patch
-        sample = jax.ShapeDtypeStruct((1, position[0] * p, position[1] * p, kernel[0] // (p * p)), jnp.float32)
-    elif family == "transformer":
-        if len(position) != 2:
-            return "it has no parameters position (tokens, dim)"
-        sample = jax.ShapeDtypeStruct((1, position[0]), jnp.int32)  # token ids
-    else:
-        sample = jax.ShapeDtypeStruct((1, 4), jnp.int32)  # token ids
+    sample = families.get(family).probe(module, params)
+    if isinstance(sample, str):  # the saved params lack what the probe reads
+        return sample
     shapes = lambda tree: {jax.tree_util.keystr(path): tuple(leaf.shape)
                            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
     # compared: the trained collections (a frozen GLAI level's structure is added by training, a sparse

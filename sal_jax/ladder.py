@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -21,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 from tqdm.auto import tqdm
 
-from sal_jax import chunks, glai, parallel, sparse
+from sal_jax import chunks, families, glai, parallel
 from sal_jax.data.arrays import ArrayDataset, epoch_order
 from sal_jax.data.images import augment_images
 from sal_jax.determinism import apply_determinism
@@ -372,22 +371,18 @@ BASELINE_KINDS = {"plain_epoch_matched": "epoch-matched", "plain_time_matched": 
 
 def ladder_phases(num_levels: int, config: ml_collections.ConfigDict) -> list[Phase]:
     """What a ladder run trains, in order: SAL level by level and round by round, then the baselines:
-    the bottom level's, or with config.baselines.every_level every level's, top first. A GLAI level's
-    first training (round 1, and each baseline) is two phases: its structure phase, then the rest."""
-    glai_levels = config.model.family == "glai"
-
-    def trained(phase: Phase) -> list[Phase]:
-        if not glai_levels or phase.round > 1:
-            return [phase]
-        return [dataclasses.replace(phase, name=f"{phase.name} structure", part="structure"), phase]
-
+    the bottom level's, or with config.baselines.every_level every level's, top first. The level family
+    may train one of them as several phases (a GLAI level's first training: its structure phase, then
+    the rest; sal_jax.families)."""
+    family = families.find(config.model.family)
+    parts = family.phase_parts if family is not None else lambda phase: [phase]
     phases = [Phase(f"SAL r{r} L{k}", "sal", k, r)
               for r in range(1, config.train.rounds + 1) for k in range(1, num_levels + 1)]
     wanted = [kind for kind in BASELINE_KINDS if config.baselines[kind.removeprefix("plain_")]]
     for k in range(1 if config.baselines.every_level else num_levels, num_levels + 1):
         level = "" if k == num_levels else f" L{k}"  # the bottom's names are those of runs before every_level
         phases += [Phase(f"plain{level} ({BASELINE_KINDS[kind]})", kind, k, 1) for kind in wanted]
-    return [part for phase in phases for part in trained(phase)]
+    return [part for phase in phases for part in parts(phase)]
 
 
 def phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Phase], done: Sequence[LevelRun],
@@ -408,39 +403,9 @@ def phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Pha
         guided = phase.level > 1
         inputs = {"round_": phase.round, "start_from": latest(phase.level),
                   "teacher": (levels[phase.level - 2], latest(phase.level - 1)) if guided else None}
-    return {**inputs, **glai_phase_inputs(phase, levels, phases, done, config, inputs.get("epochs")),
-            **sparse_phase_inputs(phase, levels, config, inputs.get("epochs"))}
-
-
-def sparse_phase_inputs(phase: Phase, levels: Sequence[nn.Module], config: ml_collections.ConfigDict,
-                        epochs: int | None) -> dict[str, Any]:
-    """A sparse level's phase (sal_jax.sparse): evolved and pruned between epochs, with keys of its own
-    (seed, level, round, kind)."""
-    if config.model.family != "set_mlp":
-        return {}
-    spec, epochs = config.sparse, config.train.epochs if epochs is None else epochs
-    key = run_key(config.seed, phase.level, phase.round)
-    return {"epoch_hook": sparse.SparseEvolution(
-        json.dumps(config.train.to_dict(), sort_keys=True), levels[phase.level - 1].epsilon, spec.zeta, spec.prune_fraction,
-        max(1, math.floor(spec.prune_until * epochs)), levels[phase.level - 1].width,
-        jax.random.fold_in(key, list(BASELINE_KINDS).index(phase.kind) + 1 if phase.kind in BASELINE_KINDS else 0))}
-
-
-def glai_phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Phase], done: Sequence[LevelRun],
-                      config: ml_collections.ConfigDict, epochs: int | None) -> dict[str, Any]:
-    """A GLAI level's phase (sal_jax.glai): the structure phase is watched by a StructureMonitor and ends at
-    the latest after config.glai.max_structure_fraction of the epochs; the phase after it starts from its
-    frozen variables and continues its epochs, steps, history and clock."""
-    index = len(done)
-    if phase.part == "structure":
-        epochs = config.train.epochs if epochs is None else epochs
-        return {"epoch_hook": glai.StructureMonitor(
-            levels[phase.level - 1].hidden_layers, config.glai.probe_size, config.glai.flip_threshold,
-            max_epochs=max(1, math.floor(config.glai.max_structure_fraction * epochs)))}
-    if index > 0 and phases[index - 1].part == "structure":
-        structure_run = done[index - 1]
-        return {"start_from": glai.freeze(structure_run.variables), "continue_from": structure_run}
-    return {}
+    family = families.find(config.model.family)  # the family's own work (sal_jax.families): none without one
+    extra = {} if family is None else family.phase_inputs(phase, levels, phases, done, config, inputs.get("epochs"))
+    return {**inputs, **extra}
 
 
 def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,

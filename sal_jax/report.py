@@ -10,16 +10,12 @@ import os
 import re
 from typing import Any, Sequence
 
-import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-from sal_jax import stats
+from sal_jax import families, stats
 from sal_jax.ladder import LadderResult
 from sal_jax.sweep import point_label, point_tag
-from sal_jax.models.glai import STRUCTURE
-from sal_jax.models.sparse import MASKS
-from sal_jax.sparse import live_param_count
 from sal_jax.records import LevelRun
 
 Record = dict[str, Any]
@@ -39,12 +35,11 @@ def run_record(run: LevelRun) -> Record:
 
 
 def param_count(variables: Record) -> int:
-    """Parameters of a level's variables: its trained ones and a frozen GLAI level's structure (weights it
-    needs to compute its outputs), not BatchNorm statistics; of a sparse level, only its live ones."""
-    if MASKS in variables:
-        return live_param_count(variables)
-    return sum(int(np.size(leaf)) for leaf in jax.tree.leaves([variables.get("params", {}),
-                                                                 variables.get(STRUCTURE, {})]))
+    """Parameters of a level's variables: its trained ones, not BatchNorm statistics; for variables of a
+    family with collections of its own, what that family counts (a frozen GLAI level's structure too,
+    weights it needs to compute its outputs; of a sparse level, only its live ones; sal_jax.families)."""
+    family = families.of_variables(variables)
+    return families.trained_params(variables) if family is None else family.param_count(variables)
 
 
 def ladder_record(result: LadderResult, seed: int) -> Record:

@@ -7,18 +7,15 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import ml_collections
-import numpy as np
 
-from sal_jax import parallel
-from sal_jax.config import check_positive, check_train_values
+from sal_jax import families, parallel
+from sal_jax.config import check_train_values
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.errors import ConfigError, is_integer, is_number
 from sal_jax.guidance import SCHEDULES
 from sal_jax.levels import abstract_level, num_params
-from sal_jax.models import CNN, MLP, RNN, GlaiMLP, SparseMLP, TextTransformer, ViT
 from sal_jax.losses import DISTANCES, FEATURE_NORMS, LAYER_REDUCTIONS, align_layers, parse_layer_map
 from sal_jax.optimizers import OPTIMIZERS
-from sal_jax.sparse import expected_live_params
 
 
 def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> None:
@@ -38,37 +35,12 @@ def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> 
                           f"of {data.name!r} ({len(data.x_train)} examples)")
     data_size, fsdp = parallel.mesh_shape(config.parallel, jax.device_count(), jax.process_count())
     parallel.check_batch_size(train.batch_size, data_size, fsdp)
-    if config.model.family == "glai":
-        validate_glai(config.glai)
-    if config.model.family == "set_mlp":
-        validate_sparse(config)
+    family = families.find(config.model.family)  # None: the user's own modules under a name of their own
+    if family is not None:
+        family.check(config)
     on_device_mb = config.parallel.data_on_device_mb
     if not is_number(on_device_mb) or not on_device_mb >= 0:  # `not >=`: NaN fails too
         raise ConfigError(f"config.parallel.data_on_device_mb: must be a number >= 0, got {on_device_mb!r}")
-
-
-def validate_glai(glai: ml_collections.ConfigDict) -> None:
-    """config.glai: when a GLAI level freezes its structure (sal_jax.glai)."""
-    check_positive(glai.probe_size, "glai.probe_size")
-    if not is_number(glai.flip_threshold) or not 0 <= glai.flip_threshold <= 1:
-        raise ConfigError(f"config.glai.flip_threshold: must be a fraction in [0, 1], got {glai.flip_threshold!r}")
-    if not is_number(glai.max_structure_fraction) or not 0 < glai.max_structure_fraction < 1:
-        raise ConfigError(f"config.glai.max_structure_fraction: must be in (0, 1) (the value phase needs epochs), "
-                          f"got {glai.max_structure_fraction!r}")
-
-
-def validate_sparse(config: ml_collections.ConfigDict) -> None:
-    """config.sparse and config.model.epsilon(s): a sparse level's density, evolution and neuron pruning."""
-    check_positive(config.model.epsilon, "model.epsilon", integer=False)
-    for value in config.model.epsilons:  # one per level: checked by make_level
-        check_positive(value, "model.epsilons", integer=False)
-    for key, low, high in (("zeta", 0, 1), ("prune_fraction", 0, 1)):
-        value = config.sparse[key]
-        if not is_number(value) or not low <= value < high:
-            raise ConfigError(f"config.sparse.{key}: must be in [{low}, {high}), got {value!r}")
-    until = config.sparse.prune_until
-    if not is_number(until) or not 0 < until <= 1:
-        raise ConfigError(f"config.sparse.prune_until: must be a fraction of the epochs in (0, 1], got {until!r}")
 
 
 def validate_run(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict) -> None:
@@ -78,23 +50,17 @@ def validate_run(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_col
     validate_ladder(levels, data.x_train[:1], config.guidance)
 
 
-# What each built-in family reads. A wrong rank fails deep inside flax, or, for an MLP on (N,) inputs
-# (flattened to one feature), trains silently on the wrong thing.
-_IMAGES = (lambda x: x.ndim == 4, "images of shape (N, H, W, C)")
-_VECTORS = (lambda x: x.ndim >= 2, "inputs of shape (N, D) (or (N, ...), flattened per example)")
-_TOKEN_IDS = (lambda x: x.ndim == 2 and np.issubdtype(x.dtype, np.integer), "integer token ids of shape (N, L)")
-_INPUTS = {CNN: _IMAGES, ViT: _IMAGES, MLP: _VECTORS, GlaiMLP: _VECTORS, SparseMLP: _VECTORS,
-           RNN: _TOKEN_IDS, TextTransformer: _TOKEN_IDS}
-
-
 def validate_inputs(levels: Sequence[nn.Module], data: ArrayDataset) -> None:
-    """The dataset's inputs have the rank (and, for text, the dtype) each built-in level reads."""
+    """The dataset's inputs have the rank (and, for text, the dtype) each level of a registered family reads."""
     x = data.x_train
     for k, level in enumerate(levels, 1):
-        for family, (fits, expected) in _INPUTS.items():
-            if isinstance(level, family) and not fits(x):
-                raise ConfigError(f"dataset {data.name!r}: x_train has shape {x.shape} ({x.dtype}), but level {k} "
-                                  f"({family.__name__}) needs {expected}")
+        family = families.of_level(level)
+        if family is None:
+            continue
+        fits, expected = families.INPUT_KINDS[family.inputs]
+        if not fits(x):
+            raise ConfigError(f"dataset {data.name!r}: x_train has shape {x.shape} ({x.dtype}), but level {k} "
+                              f"({family.module.__name__}) needs {expected}")
 
 
 def check_workdir(workdir: str) -> None:
@@ -140,12 +106,10 @@ def check_growth(levels: Sequence[nn.Module], sample_x: jax.Array) -> None:
 
 
 def complexity(level: nn.Module, sample_x: jax.Array) -> float:
-    """A level's parameter count; a sparse level's expected live one (its masks are drawn at init), so a
-    ladder may grow in density."""
-    if isinstance(level, SparseMLP):
-        return expected_live_params(int(np.prod(sample_x.shape[1:])), level.width, level.hidden_layers,
-                                    level.num_classes, level.epsilon, 0.0)
-    return num_params(level, sample_x)
+    """A level's parameter count, or what its family counts instead (a sparse level: its expected live
+    parameters, so a ladder may grow in density)."""
+    family = families.of_level(level)
+    return num_params(level, sample_x) if family is None else family.complexity(level, sample_x)
 
 
 def _validate_guidance(guidance: ml_collections.ConfigDict, feature_counts: Sequence[int]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from sal_jax import families
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.data.digits import load_digits_dataset
 from sal_jax.data.images import IMAGE_DATASETS, load_image_dataset
@@ -14,13 +15,18 @@ from sal_jax.data.text import LABEL_NAMES, load_text_dataset
 from sal_jax.errors import ConfigError
 
 DATASETS = ("digits", *IMAGE_DATASETS, *LABEL_NAMES, *TABULAR, "npz")
-TEXT_FAMILIES = ("rnn", "transformer")  # read token ids; every other family reads arrays
-IMAGE_FAMILIES = ("cnn", "vit")         # read (N, H, W, C) images: digits stay 8x8x1 for them
+
+
+def _inputs(family: str) -> str:
+    """What the family's levels read (sal_jax.families): a name no family has, the user's own modules',
+    reads arrays."""
+    found = families.find(family)
+    return "vectors" if found is None else found.inputs
 
 
 def _load_full(data: ml_collections.ConfigDict, family: str) -> ArrayDataset:
-    if data.name == "digits":
-        return load_digits_dataset(flatten=family not in IMAGE_FAMILIES)
+    if data.name == "digits":  # digits stay 8x8x1 for families that read images
+        return load_digits_dataset(flatten=_inputs(family) != "images")
     if data.name in IMAGE_DATASETS:
         return load_image_dataset(data.name, data.data_dir or None)
     if data.name in LABEL_NAMES:
@@ -38,12 +44,13 @@ def _load_full(data: ml_collections.ConfigDict, family: str) -> ArrayDataset:
 def load_dataset(data: ml_collections.ConfigDict, family: str = "mlp") -> ArrayDataset:
     """The dataset `data.name`, cut to `data.per_class` training examples per class if > 0 (chosen by
     `data.subset_seed`, so SAL and every baseline of a run share it), shaped for the model family."""
-    text = data.name in LABEL_NAMES
-    if text != (family in TEXT_FAMILIES):
+    text, inputs = data.name in LABEL_NAMES, _inputs(family)
+    if text != (inputs == "tokens"):
+        readers = " or ".join(repr(name) for name in families.names("tokens"))
         raise ConfigError(f"config.model.family: {family!r} cannot read dataset {data.name!r} "
-                          f"({'text needs' if text else 'only text goes with'} family 'rnn' or 'transformer')")
+                          f"({'text needs' if text else 'only text goes with'} family {readers})")
     dataset = _load_full(data, family)
-    if family in IMAGE_FAMILIES and dataset.x_train.ndim != 4:
+    if inputs == "images" and dataset.x_train.ndim != 4:
         raise ConfigError(f"config.model.family: {family!r} needs images (N, H, W, C), {data.name!r} has "
                           f"inputs of shape {dataset.x_train.shape[1:]}")
     if data.per_class:
