@@ -42,8 +42,6 @@ ENSEMBLE = "ensemble"
 T = TypeVar("T")
 Settings = dict[str, jax.Array]  # per-member values of GUIDANCE_SETTINGS, each of shape (M,)
 GUIDANCE_SETTINGS = ("hidden_weight", "output_weight", "temperature")
-# The settings held in the optimizer's state (`member_optimizer`); weight decay only where the optimizer has one.
-OPTIMIZER_SETTINGS = {"adam": ("learning_rate",), "adamw": ("learning_rate", "weight_decay"), "sgd": ("learning_rate",)}
 
 
 # -- the member axis -------------------------------------------------------------------------------
@@ -73,9 +71,9 @@ _ADAMW_WEIGHT_DECAY = inspect.signature(optax.adamw).parameters["weight_decay"].
 
 
 def member_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """sal_jax.optimizers.make_optimizer's optimizer with its OPTIMIZER_SETTINGS held in its state
-    (`optax.inject_hyperparams`), so that each member's may differ: data, not constants of the program.
-    adamw's weight decay starts at optax's default, as make_optimizer's adamw has it."""
+    """sal_jax.optimizers.make_optimizer's optimizer with its learning rate (and adamw's weight decay) held
+    in its state (`optax.inject_hyperparams`), so that each member's may differ: data, not constants of the
+    program. adamw's weight decay starts at optax's default, as make_optimizer's adamw has it."""
     name = train.optimizer
     if name == "adamw":
         return optax.inject_hyperparams(lambda learning_rate, weight_decay: optax.adamw(
@@ -103,8 +101,8 @@ def initial_states(student: nn.Module, tx: optax.GradientTransformation, sample_
 
 
 def with_hyperparams(states: TrainState, **values: Sequence[float]) -> TrainState:
-    """`states` with per-member optimizer settings (OPTIMIZER_SETTINGS of a `member_optimizer`), e.g.
-    learning_rate=[1e-3, 3e-3]: one value per member."""
+    """`states` with per-member optimizer settings (those a `member_optimizer` holds: learning_rate, and
+    weight_decay for adamw), e.g. learning_rate=[1e-3, 3e-3]: one value per member."""
     opt_state = states.opt_state
     hyperparams = dict(opt_state.hyperparams)
     for name, value in values.items():
