@@ -25,7 +25,8 @@ from common import (Setup, bench_config, dataset, device_batches, host_batches, 
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.determinism import determinism_enabled, enable_determinism
 from sal_jax.guidance import make_guidance
-from sal_jax.ladder import train_ladder, train_level
+from sal_jax.ladder import train_ladder
+from sal_jax.level_loop import train_level
 from sal_jax.teacher_cache import teacher_cache
 
 _FAMILIES = flags.DEFINE_list("families", ["mlp", "cnn", "rnn", "rnn_unpadded"],

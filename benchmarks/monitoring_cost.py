@@ -31,10 +31,10 @@ from common import bench_config, dataset, setups  # noqa: E402
 
 from sal_jax import chunks, parallel  # noqa: E402
 from sal_jax.data import load_dataset  # noqa: E402
-from sal_jax.ladder import setup_level, train_level  # noqa: E402
+from sal_jax.level_loop import LevelPlan, initial_state, train_level  # noqa: E402
 from sal_jax.models import MLP  # noqa: E402
 from sal_jax.step import train_step_fn  # noqa: E402
-from sal_jax.summaries import LevelLog  # noqa: E402
+from sal_jax.summaries import LevelLog, TensorBoardHook  # noqa: E402
 
 _FAMILIES = flags.DEFINE_list("families", ["main_job", "mlp_tiny", "mlp_main", "mlp"], "What to measure.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repetitions of the TensorBoard runs (medians).")
@@ -58,7 +58,7 @@ def check_cost(name: str) -> tuple[float, float]:
     mesh, check, calls = parallel.make_mesh(config.parallel), chunks.finite, {}
     for variant in ("checked", "unchecked"):
         chunks.finite = check if variant == "checked" else (lambda metrics: jnp.bool_(True))  # read when traced
-        _, tx, state = setup_level(student, data, config, level=1, round_=1, epochs=1)
+        _, tx, state = initial_state(LevelPlan(student, level=1), data, config)
         shardings = parallel.step_shardings(mesh, state, None)
         state = jax.device_put(state, shardings.state, may_alias=False)
         split = parallel.SplitBatches({"x": data.x_train, "y": data.y_train}, config.train.batch_size,
@@ -79,19 +79,19 @@ def check_cost(name: str) -> tuple[float, float]:
     return statistics.median(times["checked"][5:]), statistics.median(times["unchecked"][5:])
 
 
-class TimedLog(LevelLog):
-    """A LevelLog that keeps the seconds spent in it."""
+class TimedTensorBoard(TensorBoardHook):
+    """The TensorBoard hook, keeping the seconds spent in it (fetching the call's sums included)."""
 
     seconds = 0.0
 
-    def train(self, *args):
+    def after_call(self, *args):
         start = time.perf_counter()
-        super().train(*args)
+        super().after_call(*args)
         self.seconds += time.perf_counter() - start
 
-    def epoch(self, *args):
+    def after_epoch(self, *args):
         start = time.perf_counter()
-        super().epoch(*args)
+        super().after_epoch(*args)
         self.seconds += time.perf_counter() - start
 
 
@@ -103,13 +103,14 @@ def tensorboard_cost(name: str, repeats: int) -> tuple[float, float, float]:
 
     def run(logged: bool) -> tuple[float, float]:
         with tempfile.TemporaryDirectory() as directory:
-            log = TimedLog(directory) if logged else None
+            hook = TimedTensorBoard(LevelLog(directory)) if logged else None
             start = time.perf_counter()
-            result = train_level(student, data, config, level=2, teacher=(teacher, teacher_vars), log=log)
+            result = train_level(student, data, config, level=2, teacher=(teacher, teacher_vars),
+                                 hooks=[hook] if logged else [])
             wall = time.perf_counter() - start - result.compile_time
-            if log is not None:
-                log.close()
-        return wall, (log.seconds / result.train_time if logged else 0.0)
+            if hook is not None:
+                hook.log.close()
+        return wall, (hook.seconds / result.train_time if logged else 0.0)
 
     run(False), run(True)  # warm-up
     samples = {False: [], True: []}

@@ -25,7 +25,7 @@ from sal_jax.config import default_config
 from sal_jax.data import load_dataset
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.host_memory import keep_freed_host_memory
-from sal_jax.ladder import train_level
+from sal_jax.level_loop import train_level
 from sal_jax.levels import apply_level
 from sal_jax.models import CNN
 

@@ -177,9 +177,9 @@ def glai_phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequenc
     index = len(done)
     if phase.part == "structure":
         epochs = config.train.epochs if epochs is None else epochs
-        return {"epoch_hook": glai.StructureMonitor(
+        return {"hooks": [glai.StructureMonitor(
             levels[phase.level - 1].hidden_layers, config.glai.probe_size, config.glai.flip_threshold,
-            max_epochs=max(1, math.floor(config.glai.max_structure_fraction * epochs)))}
+            max_epochs=max(1, math.floor(config.glai.max_structure_fraction * epochs)))]}
     if index > 0 and phases[index - 1].part == "structure":
         structure_run = done[index - 1]
         return {"start_from": glai.freeze(structure_run.variables), "continue_from": structure_run}
@@ -192,10 +192,10 @@ def sparse_phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Seque
     (seed, level, round, kind)."""
     spec, epochs = config.sparse, config.train.epochs if epochs is None else epochs
     key = run_key(config.seed, phase.level, phase.round)
-    return {"epoch_hook": sparse.SparseEvolution(
+    return {"hooks": [sparse.SparseEvolution(
         json.dumps(config.train.to_dict(), sort_keys=True), levels[phase.level - 1].epsilon, spec.zeta, spec.prune_fraction,
         max(1, math.floor(spec.prune_until * epochs)), levels[phase.level - 1].width,
-        jax.random.fold_in(key, list(BASELINE_KINDS).index(phase.kind) + 1 if phase.kind in BASELINE_KINDS else 0))}
+        jax.random.fold_in(key, list(BASELINE_KINDS).index(phase.kind) + 1 if phase.kind in BASELINE_KINDS else 0))]}
 
 
 def sparse_complexity(level: nn.Module, sample_x: Any) -> float:

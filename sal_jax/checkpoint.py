@@ -19,7 +19,7 @@ import dataclasses
 import os
 import signal
 import sys
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import crc32c
 import jax
@@ -32,8 +32,12 @@ from jax.experimental import multihost_utils
 from sal_jax import families, parallel
 from sal_jax.config import default_config, flat_config
 from sal_jax.errors import ConfigError, first_line
+from sal_jax.hooks import Call, Hook
 from sal_jax.records import LevelRun, Progress
 from sal_jax.step import TrainState
+
+if TYPE_CHECKING:
+    from sal_jax.level_loop import LevelLoop
 
 # Config keys that do not change a ladder run's results: they may differ between a run and its
 # resumption. (A sweep cell's own size and epochs are copied into data.per_class / train.epochs.)
@@ -200,7 +204,7 @@ class RunCheckpointer:
         self.save(Snapshot(list(done)))
 
     def phase_hook(self, done: Sequence[LevelRun]) -> "PhaseHook":
-        """train_level's `on_chunk` for the phase after the finished phases `done`."""
+        """The checkpointing hook (sal_jax.hooks) of the phase after the finished phases `done`."""
         return PhaseHook(self, done)
 
     # -- restoring -------------------------------------------------------------------------------
@@ -251,21 +255,21 @@ class RunCheckpointer:
 
 
 @dataclasses.dataclass
-class PhaseHook:
-    """Between the training calls of one phase: saves every `every_steps` training steps of the run (calls
-    end there), and after a signal saves and stops (raising Preempted)."""
+class PhaseHook(Hook):
+    """Between the training calls of one phase (sal_jax.hooks): saves every `every_steps` training steps
+    of the run (calls end there), and after a signal saves and stops (raising Preempted)."""
 
     store: RunCheckpointer
     done: Sequence[LevelRun]  # the finished phases
 
-    def steps_until_save(self) -> int:
+    def steps_until(self, loop: LevelLoop) -> int:
         return self.store.every_steps - self.store.run_step % self.store.every_steps
 
-    def __call__(self, state: TrainState, progress: Progress, steps: int) -> None:
+    def after_call(self, loop: LevelLoop, call: Call) -> None:
         store = self.store
         store.in_setup = False
-        store.run_step += steps
-        snapshot = lambda: Snapshot(list(self.done), state, progress)
+        store.run_step += call.steps
+        snapshot = lambda: Snapshot(list(self.done), loop.state, loop.progress)
         if store._preempted():
             store.save(snapshot())
             store.manager.wait_until_finished()

@@ -75,7 +75,7 @@ class Family:
     # A phase of a ladder run -> the phases it is trained as (GLAI: a structure phase, then the rest).
     phase_parts: Callable[[Any], list[Any]] = _whole
     # (phase, levels, phases, done runs, config, epochs or None) -> extra train_level keyword arguments
-    # (epoch_hook, start_from, continue_from) for the phase.
+    # for the phase: "hooks" (its epoch work, sal_jax.hooks), "start_from", "continue_from".
     phase_inputs: Callable[..., dict[str, Any]] = _no_inputs
     # (level, variables, x_train, batch_size) -> {name: (examples, ...) array}: read by the train step
     # from each batch instead of being computed every step (sal_jax.step.batch_collections)

@@ -19,15 +19,19 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sal_jax.hooks import Hook
 from sal_jax.levels import Variables
 from sal_jax.models.glai import GATES, STRUCTURE, GlaiMLP, structure_gates
 from sal_jax.models.mlp import mlp_param_count, width_for_params
+
+if TYPE_CHECKING:
+    from sal_jax.level_loop import LevelLoop
 
 Pattern = list[np.ndarray]  # one bool (examples, width) array per hidden layer
 
@@ -99,34 +103,35 @@ def unpack(packed: dict[str, Any]) -> Pattern:
 
 
 @dataclasses.dataclass
-class StructureMonitor:
-    """A GLAI level's structure phase, watched at every epoch end (train_level's `epoch_hook`): adds
-    "structure_flips" and "path_distance" to the epoch's history row and ends the phase when the structure
-    is stable or after `max_epochs`. What it keeps between epochs (the last pattern, packed) lives in the
-    level's Progress, so it is checkpointed and a resumed run decides exactly as an uninterrupted one."""
+class StructureMonitor(Hook):
+    """A GLAI level's structure phase, watched at every epoch end (a hook of the level loop, sal_jax.hooks):
+    adds "structure_flips" and "path_distance" to the epoch's history row and ends the phase when the
+    structure is stable or after `max_epochs`. What it keeps between epochs (the last pattern, packed) is
+    the level's Progress.monitor, so it is checkpointed and a resumed run decides exactly as an
+    uninterrupted one."""
 
     hidden_layers: int
     probe_size: int        # the probe set: the first probe_size training inputs
     flip_threshold: float  # freeze at the first epoch end with at most this flip fraction
     max_epochs: int        # ... and at the latest after this many epochs
 
-    def start(self, state: Any, x_train: np.ndarray) -> dict[str, Any]:
-        """The record before the first epoch: the initial weights' pattern."""
-        pattern = activation_pattern({"params": state.params["model"]}, x_train[:self.probe_size], self.hidden_layers)
-        return {"pattern": pack(pattern), "stop": False}
+    def _pattern(self, loop: LevelLoop) -> Pattern:
+        return activation_pattern({"params": loop.state.params["model"]}, loop.data.x_train[:self.probe_size],
+                                  self.hidden_layers)
 
-    def measure(self, state: Any, x_train: np.ndarray, record: dict[str, Any], row: dict[str, float]
-                ) -> dict[str, Any]:
-        """The record after the epoch of `row`, whose measures it adds; "stop": freeze now."""
-        before = unpack(record["pattern"])
-        after = activation_pattern({"params": state.params["model"]}, x_train[:self.probe_size], self.hidden_layers)
+    def start(self, loop: LevelLoop) -> None:
+        if loop.progress.monitor is None:  # a resumed phase continues its record
+            loop.progress.monitor = {"pattern": pack(self._pattern(loop)), "stop": False}
+
+    def measure(self, loop: LevelLoop, row: dict[str, float]) -> None:
+        before, after = unpack(loop.progress.monitor["pattern"]), self._pattern(loop)
         row["structure_flips"] = flip_fraction(before, after)
         row["path_distance"] = path_distance(before, after)
         stable = row["structure_flips"] <= self.flip_threshold
-        return {"pattern": pack(after), "stop": bool(stable or row["epoch"] >= self.max_epochs)}
+        loop.progress.monitor = {"pattern": pack(after), "stop": bool(stable or row["epoch"] >= self.max_epochs)}
 
-    def update(self, state: Any, record: dict[str, Any], epoch: int) -> Any:
-        return state  # watching changes nothing
+    def stop(self, loop: LevelLoop) -> bool:
+        return loop.progress.monitor["stop"]
 
 
 def gate_cache(module: Any, variables: Variables, x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sal_jax import chunks, glai, parallel
+from sal_jax import chunks, families, parallel
 from sal_jax.data.arrays import ArrayDataset, epoch_order
 from sal_jax.data.images import augment_images
 from sal_jax.errors import TrainingDiverged
@@ -168,7 +168,7 @@ def setup_level(plan: LevelPlan, data: ArrayDataset, config: ml_collections.Conf
 
     setup_start = time.perf_counter()
     cache = teacher_cache(guidance, teacher_variables, data.x_train, train.batch_size, forward) if cached else {}
-    cache.update(glai.gate_cache(plan.student, level_variables(state), data.x_train, train.batch_size))
+    cache.update(families.batch_cache(plan.student, level_variables(state), data.x_train, train.batch_size))
     if scaled:  # the teacher's feature RMS on the training set: an argument of the steps, laid out like the teacher
         teacher_variables = with_feature_scales(guidance, teacher_variables, data.x_train, train.batch_size,
                                                 forward, cache)

@@ -52,7 +52,7 @@ class Progress:
     train_time: float = 0.0             # seconds of training so far
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     sums: dict[str, Any] | None = None  # the current epoch's metric sums so far (on device)
-    monitor: dict[str, Any] | None = None  # what train_level's `epoch_hook` keeps between epochs (JSON)
+    monitor: dict[str, Any] | None = None  # what a family's epoch hook keeps between epochs (JSON; sal_jax.hooks)
 
     def record(self) -> dict[str, Any]:
         """The JSON part (the sums are arrays, saved apart; `has_sums` says whether there are any)."""

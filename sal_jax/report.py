@@ -23,7 +23,7 @@ BASELINES = {"plain_epoch_matched": "plain, epoch-matched", "plain_time_matched"
 ABLATION_LABELS = {"hidden_only": "SAL hidden-only", "output_only": "SAL output-only"}
 NO_BASELINE = ("No plain baseline to compare with: config.baselines.epoch_matched and "
                "config.baselines.time_matched are both off.")
-# The criterion of sal_jax.ladder.train_level's `diverged` flag.
+# The criterion of sal_jax.level_loop.train_level's `diverged` flag.
 DIVERGED_NOTE = ("diverged: its last epoch's training cross-entropy is above twice that of uniform guessing "
                  "(2 × the log of the class count)")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -29,9 +29,13 @@ import ml_collections
 import numpy as np
 import optax
 
+from sal_jax.hooks import Hook
 from sal_jax.levels import Variables
 from sal_jax.models.sparse import MASKS, erdos_renyi_density
 from sal_jax.optimizers import make_optimizer
+
+if TYPE_CHECKING:
+    from sal_jax.level_loop import LevelLoop
 
 Tree = Any
 
@@ -155,11 +159,12 @@ def live_param_count(variables: Variables) -> int:
 
 
 @dataclasses.dataclass
-class SparseEvolution:
-    """train_level's `epoch_hook` for a sparse level: records each epoch's live connections and alive
-    hidden units in its history row, and between epochs prunes neurons and evolves the connections
-    (`between_epochs`, compiled by `start`, before the training clock runs). Keys: fold_in(key, epoch),
-    so nothing is kept between epochs and a resumed run evolves exactly as an uninterrupted one."""
+class SparseEvolution(Hook):
+    """A sparse level's epoch work (a hook of the level loop, sal_jax.hooks): records each epoch's live
+    connections and alive hidden units in its history row, and between epochs prunes neurons and evolves
+    the connections (`between_epochs`, compiled by `start`, before the training clock runs). Keys:
+    fold_in(key, epoch), so nothing is kept between epochs and a resumed run evolves exactly as an
+    uninterrupted one."""
 
     optimizer: str  # config.train as JSON: the optimizer whose state mirrors the params
     epsilon: float
@@ -169,9 +174,9 @@ class SparseEvolution:
     width: int
     key: jax.Array
 
-    def start(self, state: Any, x_train: Any) -> dict[str, Any]:
+    def start(self, loop: LevelLoop) -> None:
+        state = loop.state
         self._compiled = self._step(state).lower(*self._arguments(state, 0)).compile()  # off the training clock
-        return {"stop": False}
 
     def _step(self, state: Any):
         return _between_epochs(self.optimizer, evolving_layers(state.params["model"], self.epsilon), self.zeta)
@@ -181,15 +186,14 @@ class SparseEvolution:
         target = jnp.full((hidden,), alive_target(self.width, self.prune_fraction, self.prune_epochs, epoch), jnp.int32)
         return state.params, state.constants, state.opt_state, jax.random.fold_in(self.key, epoch), target
 
-    def measure(self, state: Any, x_train: Any, record: dict[str, Any], row: dict[str, float]) -> dict[str, Any]:
-        masks = jax.device_get(state.constants[MASKS])
+    def measure(self, loop: LevelLoop, row: dict[str, float]) -> None:
+        masks = jax.device_get(loop.state.constants[MASKS])
         row["connections"] = float(sum(np.sum(layer["kernel"]) for layer in masks.values()))
         row["alive_units"] = float(sum(np.sum(layer["units"]) for layer in masks.values() if "units" in layer))
-        return record
 
-    def update(self, state: Any, record: dict[str, Any], epoch: int) -> Any:
-        compiled = getattr(self, "_compiled", None) or self._step(state)  # compiled by start() when it ran
-        params, constants, opt_state = compiled(*self._arguments(state, epoch))
+    def between_epochs(self, loop: LevelLoop) -> Any:
+        state = loop.state
+        params, constants, opt_state = self._compiled(*self._arguments(state, loop.progress.epoch))
         return state.replace(params=params, constants=constants, opt_state=opt_state)
 
 

@@ -22,8 +22,9 @@ import json
 import os
 import sys
 import time
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
+import jax
 import ml_collections
 
 
@@ -51,6 +52,10 @@ with _torch_unimportable():
     from tensorboardX.summary import hparams, text
 
 from sal_jax.config import flat_config  # noqa: E402
+from sal_jax.hooks import Call, Hook  # noqa: E402
+
+if TYPE_CHECKING:
+    from sal_jax.level_loop import LevelLoop
 
 EPOCH_TAGS = {"train_grad_norm/": "grad_norm/", "test_": "test/", "diag_": "diagnostics/"}
 FLUSH_SECONDS = 10.0  # how stale a live view may get
@@ -127,6 +132,32 @@ class LevelLog:
     def close(self) -> None:
         self._write_pending()
         self.writer.close()
+
+
+class TensorBoardHook(Hook):
+    """A level's metrics to its LevelLog as it trains (sal_jax.hooks): each call's means over its steps,
+    each epoch's row; flushed when a call ends where a hook asked (a checkpoint is due), so that a
+    checkpoint follows the events it covers and a SIGKILL after it loses none."""
+
+    def __init__(self, log: LevelLog):
+        self.log = log
+        self.logged: dict[str, Any] | None = None  # the epoch's metric sums at the last call logged
+
+    def start(self, loop: LevelLoop) -> None:
+        sums = loop.progress.sums  # a level resumed inside an epoch: its sums so far were logged before
+        self.logged = None if sums is None else jax.device_get(sums)
+
+    def after_call(self, loop: LevelLoop, call: Call) -> None:
+        sums, logged = jax.device_get(loop.progress.sums), self.logged
+        self.log.train(int(loop.state.step), {k: (float(v) - (0.0 if logged is None else float(logged[k]))) / call.steps
+                                              for k, v in sums.items()})
+        self.logged = sums
+        if call.at_request:
+            self.log.flush()
+
+    def after_epoch(self, loop: LevelLoop, row: dict[str, float]) -> None:
+        self.log.epoch(int(loop.state.step), row)
+        self.logged = None
 
 
 def config_table(config: ml_collections.ConfigDict) -> str:

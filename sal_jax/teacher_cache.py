@@ -24,7 +24,7 @@ SUM_ROWS = 4096
 
 def compile_teacher_forward(guidance: Guidance, teacher_variables: Variables, sample_x: np.ndarray) -> Callable:
     """The teacher's compiled forward pass over batches shaped like `sample_x`: compiled apart from the
-    cache's computation, so that a level's clock can leave compilation out (sal_jax.ladder.train_level)."""
+    cache's computation, so that a level's clock can leave compilation out (sal_jax.level_loop.train_level)."""
     forward = jax.jit(lambda variables, inputs: teacher_outputs(guidance, variables, {"x": inputs}))
     return forward.lower(teacher_variables, sample_x).compile()
 

@@ -27,7 +27,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import jax  # noqa: E402
 from conftest import blobs  # noqa: E402
 
-from sal_jax import checkpoint, ladder  # noqa: E402
+from sal_jax import checkpoint, level_loop  # noqa: E402
 from sal_jax.config import default_config  # noqa: E402
 from sal_jax.ladder import train_ladder  # noqa: E402
 from sal_jax.models import make_ladder  # noqa: E402
@@ -67,11 +67,11 @@ def phase_histories(result) -> list:
 
 def main(directory, out, mode, at, rounds="1", steps_per_call="1", family="mlp", width="16"):
     at, config = int(at), child_config(int(rounds), int(steps_per_call), family, int(width))
-    original_call, original_save = checkpoint.PhaseHook.__call__, checkpoint.RunCheckpointer.save
+    original_call, original_save = checkpoint.PhaseHook.after_call, checkpoint.RunCheckpointer.save
     sent = []
 
-    def after_call(self, state, progress, steps):  # the signal goes after the first call that reaches `at`
-        original_call(self, state, progress, steps)
+    def after_call(self, loop, call):  # the signal goes after the first call that reaches `at`
+        original_call(self, loop, call)
         if self.store.run_step >= at and mode in STEP_SIGNALS and not sent:
             sent.append(self.store.run_step)
             os.kill(os.getpid(), STEP_SIGNALS[mode])
@@ -90,8 +90,8 @@ def main(directory, out, mode, at, rounds="1", steps_per_call="1", family="mlp",
             self.manager.wait_until_finished()
             os.kill(os.getpid(), signal.SIGKILL)
 
-    checkpoint.PhaseHook.__call__, checkpoint.RunCheckpointer.save = after_call, save
-    original_cache, ladder.teacher_cache = ladder.teacher_cache, teacher_cache
+    checkpoint.PhaseHook.after_call, checkpoint.RunCheckpointer.save = after_call, save
+    original_cache, level_loop.teacher_cache = level_loop.teacher_cache, teacher_cache
     data = blobs()
     levels = (resnet_ladder(config.model.levels, 8, 16, 3) if family == "nnx"
               else make_ladder(config.model, 3))

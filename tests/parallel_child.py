@@ -65,14 +65,14 @@ def record(result) -> dict[str, np.ndarray]:
 def stop_after(step: int) -> None:
     """SIGTERM to process 0 right after training step `step` of the whole run (the others hear of it
     from JAX's preemption service)."""
-    original = checkpoint.PhaseHook.__call__
+    original = checkpoint.PhaseHook.after_call
 
-    def after_call(self, state, progress, steps):
-        original(self, state, progress, steps)
+    def after_call(self, loop, call):
+        original(self, loop, call)
         if self.store.run_step == step and jax.process_index() == 0:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    checkpoint.PhaseHook.__call__ = after_call
+    checkpoint.PhaseHook.after_call = after_call
 
 
 def main(spec: dict) -> None:

@@ -131,7 +131,7 @@ def test_a_time_budget_stops_within_a_step_by_shortening_the_last_calls(monkeypa
     """A fake clock on which every training step takes 10 ms and nothing else takes time: calls of up to
     64 steps (6,000 examples at batch 32: 187 steps an epoch) against a 1 s budget run 1 step (its time
     unknown), then 64, then the 35 the time left allows -- 100 steps, not the 129 of whole calls."""
-    from sal_jax import chunks, ladder
+    from sal_jax import chunks, level_loop
 
     class Clock:
         now = 0.0
@@ -151,12 +151,12 @@ def test_a_time_budget_stops_within_a_step_by_shortening_the_last_calls(monkeypa
         call._cache_size = chunk._cache_size
         return call
 
-    monkeypatch.setattr(ladder, "time", Clock)
+    monkeypatch.setattr(level_loop, "time", Clock)
     monkeypatch.setattr(chunks, "make_train_chunk", timed_chunk)
     config.train.steps_per_call = 64
     data = blobs(n_train=6000)
     level = make_ladder(config.model, data.num_classes)[0]
-    run = ladder.train_level(level, data, config, level=1, time_budget=1.0)
+    run = level_loop.train_level(level, data, config, level=1, time_budget=1.0)
     assert run.steps == 100
     assert run.train_time == pytest.approx(1.0)
 
@@ -166,9 +166,9 @@ def test_a_level_compiles_its_training_and_evaluation_once_each(monkeypatch, dat
     then finds that executable: one compilation per program (whether XLA's or the persistent cache's)."""
     from jax._src import compiler
 
-    from sal_jax import ladder
+    from sal_jax import level_loop
 
-    ladder.train_level(make_ladder(config.model, data.num_classes)[1], data, config, level=2)  # eager ops, once
+    level_loop.train_level(make_ladder(config.model, data.num_classes)[1], data, config, level=2)  # eager ops, once
     compiled = []
     compile_or_get_cached = compiler.compile_or_get_cached
 
@@ -176,5 +176,5 @@ def test_a_level_compiles_its_training_and_evaluation_once_each(monkeypatch, dat
         compiled.append(args[1] if len(args) > 1 else kwargs.get("computation"))
         return compile_or_get_cached(*args, **kwargs)
     monkeypatch.setattr(compiler, "compile_or_get_cached", counted)
-    run = ladder.train_level(make_ladder(config.model, data.num_classes)[1], data, config, level=2)
+    run = level_loop.train_level(make_ladder(config.model, data.num_classes)[1], data, config, level=2)
     assert len(compiled) == 2 and run.compiles == {"train": 1, "eval": 1}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from promises import assert_same_math
-from sal_jax import glai
+from sal_jax import families, glai
 from sal_jax.checkpoint import load_level
 from sal_jax.errors import ConfigError
 from sal_jax.ladder import ladder_phases, run_phases, train_ladder
@@ -111,12 +111,12 @@ def test_cached_gates_train_as_the_structure_would(data, glai_config, monkeypatc
     every step instead gives the same training."""
     cached = train_ladder(make_ladder(glai_config.model, 3), data, glai_config)
     calls = []
-    original = glai.gate_cache
+    original = families.batch_cache
 
     def no_cache(*args):
         calls.append(original(*args))
         return {}
-    monkeypatch.setattr(glai, "gate_cache", no_cache)
+    monkeypatch.setattr(families, "batch_cache", no_cache)
     uncached = train_ladder(make_ladder(glai_config.model, 3), data, glai_config)
     assert sum(bool(c) for c in calls) == 3  # both levels' and the baseline's value phases
     assert_same_math(jax.tree.leaves([r.variables for r in uncached.sal]),

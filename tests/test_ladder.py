@@ -9,7 +9,8 @@ import numpy as np
 from promises import REPRODUCIBLE, assert_reproduced, assert_same_math
 from sal_jax import parallel
 from sal_jax.chunks import evaluate, make_eval_chunk, trace_step, zero_sums
-from sal_jax.ladder import train_ladder, train_level
+from sal_jax.ladder import train_ladder
+from sal_jax.level_loop import train_level
 from sal_jax.models import make_ladder
 from sal_jax.step import TrainState, eval_step_fn
 from sal_jax.guidance import make_guidance
@@ -279,13 +280,13 @@ def stop_by_sigterm_after(monkeypatch, steps: int) -> None:
 
     from sal_jax import checkpoint
 
-    hook = checkpoint.PhaseHook.__call__
+    hook = checkpoint.PhaseHook.after_call
 
-    def call(self, state, progress, n):
-        if self.store.run_step < steps <= self.store.run_step + n:
+    def after_call(self, loop, call):
+        if self.store.run_step < steps <= self.store.run_step + call.steps:
             os.kill(os.getpid(), signal.SIGTERM)
-        return hook(self, state, progress, n)
-    monkeypatch.setattr(checkpoint.PhaseHook, "__call__", call)
+        return hook(self, loop, call)
+    monkeypatch.setattr(checkpoint.PhaseHook, "after_call", after_call)
 
 
 @pytest.mark.parametrize("stop", ["epochs", "budget", "signal"])

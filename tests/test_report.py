@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 import sal_jax
 from sal_jax import report
-from sal_jax.ladder import LevelRun
+from sal_jax.records import LevelRun
 from sal_jax.levels import init_level
 from sal_jax.models.mlp import MLP
 

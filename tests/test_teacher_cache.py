@@ -10,7 +10,7 @@ from promises import MATMUL_RTOL
 from sal_jax.data.arrays import batches
 from sal_jax.data.digits import load_digits_dataset
 from sal_jax.step import init_state, make_eval_step
-from sal_jax.ladder import train_level, use_teacher_cache
+from sal_jax.level_loop import train_level, use_teacher_cache
 from sal_jax.guidance import make_guidance
 from sal_jax.models import CNN, make_ladder
 from sal_jax.teacher_cache import teacher_cache
