@@ -216,10 +216,11 @@ for _family in (
         Family("rnn", RNN, _rnn, "tokens", _rnn_probe),
         Family("glai", GlaiMLP, _glai, "vectors", _DENSE_PROBE, check=check_glai, collections=(STRUCTURE,),
                param_count=glai_param_count, phase_parts=glai_phase_parts, phase_inputs=glai_phase_inputs,
-               batch_cache=glai.gate_cache),
+               batch_cache=glai.gate_cache,
+               in_turn="a GLAI level's structure freezes at an epoch of its own, and its gates are cached per level"),
         Family("set_mlp", SparseMLP, _sparse, "vectors", _DENSE_PROBE, check=check_sparse,
                complexity=sparse_complexity, collections=(MASKS,), param_count=sparse.live_param_count,
-               phase_inputs=sparse_phase_inputs),
+               phase_inputs=sparse_phase_inputs, in_turn="a sparse level's topology evolves on its own between epochs"),
         Family("transformer", TextTransformer, _transformer, "tokens", _text_transformer_probe),
         Family("vit", ViT, _vit, "images", _vit_probe)):
     register(_family)

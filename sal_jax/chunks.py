@@ -180,7 +180,7 @@ class LevelPrograms:
 # programs does (how long, how often to evaluate or save). Left out of `program_key`, so that e.g. an
 # ablation's unguided top level or a run with other checkpoint settings reuses the compiled level.
 PROGRAM_NEUTRAL = ("checkpoint.", "tensorboard", "num_seeds", "quick", "sweep.", "ablations", "baselines.",
-                   "train.epochs", "train.rounds", "train.eval_every", "train.steps_per_call")
+                   "train.epochs", "train.rounds", "train.eval_every", "train.steps_per_call", "train.ensemble")
 
 
 def program_key(student: nn.Module, teacher: nn.Module | None, data: ArrayDataset,

@@ -80,6 +80,11 @@ def default_config() -> ml_collections.ConfigDict:
     # Results do not depend on it (bit-identical on a CPU); checkpoints, SIGTERM and the time budget act
     # between calls.
     config.train.steps_per_call = 0
+    # Seeds trained as members of one compiled program (sal_jax.member_loop; README "Members"): a cell's
+    # seeds in groups of this many, each group one program per level. 1 = one seed at a time; 0 = all the
+    # cell's seeds in one program. Small models gain: one kernel serves every member, and on a CPU the
+    # command line gives each core a device of its own. Families that cannot stack train in turn.
+    config.train.ensemble = 1
 
     config.guidance = ml_collections.ConfigDict()
     config.guidance.hidden_weight = 1.0    # λ_h; 0 = output-only ablation
@@ -180,6 +185,9 @@ def check_train_values(train: ml_collections.ConfigDict, epochs: bool = True) ->
     for field in ("epochs", "batch_size", "rounds", "eval_every")[0 if epochs else 1:]:
         check_positive(train[field], f"train.{field}")
     check_positive(train.learning_rate, "train.learning_rate", integer=False)
+    if not is_integer(train.ensemble) or train.ensemble < 0:
+        raise ConfigError(f"config.train.ensemble: must be 0 (all seeds of a cell in one program) or a positive "
+                          f"integer, got {train.ensemble!r}")
 
 
 def check_positive(value: Any, field: str, integer: bool = True) -> None:

@@ -80,6 +80,9 @@ class Family:
     # (level, variables, x_train, batch_size) -> {name: (examples, ...) array}: read by the train step
     # from each batch instead of being computed every step (sal_jax.step.batch_collections)
     batch_cache: Callable[[nn.Module, Variables, np.ndarray, int], dict[str, np.ndarray]] = _no_cache
+    # Why its seeds cannot train as members of one program (config.train.ensemble; sal_jax.member_loop), so
+    # they train in turn; "" if they can.
+    in_turn: str = ""
 
 
 _REGISTRY: dict[str, Family] = {}

@@ -122,7 +122,8 @@ class ProgressBar(Hook):
 
     def after_epoch(self, loop: LevelLoop, row: dict[str, float]) -> None:
         if "test_accuracy" in row:
-            self.bar.set_postfix(test_acc=f"{row['test_accuracy']:.3f}", loss=f"{row['train_loss']:.3f}")
+            mean = lambda v: sum(v) / len(v) if isinstance(v, list) else v  # members: their mean
+            self.bar.set_postfix(test_acc=f"{mean(row['test_accuracy']):.3f}", loss=f"{mean(row['train_loss']):.3f}")
         self.bar.update(1)
 
     def close(self, loop: LevelLoop) -> None:

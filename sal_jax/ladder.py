@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import flax.linen as nn
 import jax
 import ml_collections
+import numpy as np
 
 from sal_jax import chunks, families
 from sal_jax.data.arrays import ArrayDataset
@@ -23,6 +24,7 @@ from sal_jax.determinism import apply_determinism
 from sal_jax.errors import TrainingDiverged
 from sal_jax.hooks import Hook
 from sal_jax.level_loop import LevelPlan, initial_state, train_level
+from sal_jax.member_loop import member_run
 from sal_jax.levels import Variables
 from sal_jax.records import LevelRun, Progress
 from sal_jax.step import TrainState
@@ -123,48 +125,86 @@ def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_col
     every phase, after the family's epoch work and before TensorBoard and checkpoints: e.g. a metric of
     your own in each epoch's history row.
     """
+    phases, done = _train(levels, data, config, (), progress, checkpoint_dir, None if log_dir is None else [log_dir],
+                          program_cache, checked, hooks)
+    return _ladder_result(phases, done)
+
+
+def train_members(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
+                  seeds: Sequence[int], progress: bool = False, checkpoint_dir: str | None = None,
+                  log_dirs: Sequence[str] | None = None, program_cache: chunks.ProgramCache | None = None,
+                  checked: bool = False, hooks: Sequence[Hook] = ()) -> list[LadderResult]:
+    """`train_ladder` for each of `seeds` (in place of config.seed), the seeds trained as members of one
+    program in every phase (sal_jax.member_loop): one result per seed, each equal to its lone ladder's to
+    float32 rounding. A member that goes non-finite stops alone: its runs say where (`LevelRun.failure`).
+    One checkpoint directory holds them all; `log_dirs`: each seed's TensorBoard folder."""
+    phases, done = _train(levels, data, config, tuple(seeds), progress, checkpoint_dir, log_dirs, program_cache,
+                          checked, hooks)
+    return [_ladder_result(phases, [member_run(run, i) for run in done]) for i in range(len(seeds))]
+
+
+def _train(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict, seeds: tuple[int, ...],
+           progress: bool, checkpoint_dir: str | None, log_dirs: Sequence[str] | None,
+           program_cache: chunks.ProgramCache | None, checked: bool, hooks: Sequence[Hook]
+           ) -> tuple[list[Phase], list[LevelRun]]:
     if not checked:
         apply_determinism(config.deterministic)
         validate_run(levels, data, config)
     phases = ladder_phases(len(levels), config)
-    program_cache = chunks.ProgramCache() if program_cache is None else program_cache
+    run = Run(levels, data, config, phases, seeds, progress, log_dirs,
+              chunks.ProgramCache() if program_cache is None else program_cache, hooks)
     if checkpoint_dir is None:
-        return _ladder_result(phases, run_phases(levels, data, config, phases, progress, log_dir=log_dir,
-                                                 program_cache=program_cache, hooks=hooks))
+        return phases, run_phases(run)
     from sal_jax.checkpoint import RunCheckpointer  # orbax is imported only when checkpointing
     metadata = {"dataset": data.name, "num_classes": data.num_classes, "vocab_size": data.vocab_size,
                 "phases": [dataclasses.asdict(p) for p in phases]}
     with RunCheckpointer(checkpoint_dir, config, metadata) as store:
-        return _ladder_result(phases, run_phases(levels, data, config, phases, progress, store, log_dir,
-                                                 program_cache, hooks))
+        return phases, run_phases(run, store)
 
 
-def run_phases(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
-               phases: Sequence[Phase], progress: bool, store: RunCheckpointer | None = None,
-               log_dir: str | None = None, program_cache: chunks.ProgramCache | None = None,
-               hooks: Sequence[Hook] = ()) -> list[LevelRun]:
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One ladder run: what it trains (levels, data, config, its phases; members' seeds or () for one
+    training of config.seed) and what watches it."""
+
+    levels: Sequence[nn.Module]
+    data: ArrayDataset
+    config: ml_collections.ConfigDict
+    phases: Sequence[Phase]
+    seeds: tuple[int, ...] = ()
+    progress: bool = False
+    log_dirs: Sequence[str] | None = None  # one per training (seed), each phase a TensorBoard run in it
+    program_cache: chunks.ProgramCache | None = None
+    hooks: Sequence[Hook] = ()
+
+
+def run_phases(run: Run, store: RunCheckpointer | None = None) -> list[LevelRun]:
     """The ladder loop: every phase in order. With `store` (a sal_jax.checkpoint.RunCheckpointer), it
     continues from the store's newest readable checkpoint, saves during each phase and after it, and
-    stops (raising Preempted) on a signal. With `log_dir`, TensorBoard events of each phase. Each phase's
-    hooks (sal_jax.hooks), in order: its family's epoch work, `hooks`, TensorBoard, checkpoints."""
-    done, resume = ([], None) if store is None else _resume_point(store, levels, data, config, phases)
+    stops (raising Preempted) on a signal. With `run.log_dirs`, TensorBoard events of each phase. Each
+    phase's hooks (sal_jax.hooks), in order: its family's epoch work, `run.hooks`, TensorBoard, checkpoints."""
+    levels, config, phases = run.levels, run.config, run.phases
+    done, resume = ([], None) if store is None else _resume_point(store, run)
     for index in range(len(done), len(phases)):
         phase = phases[index]
         if store is not None:
             store.start_phase(phase.name)
         inputs = phase_inputs(phase, levels, phases, done, config)
-        start_step = 0 if resume is None else int(resume[0].step)
-        with _phase_log(log_dir, phase, len(levels), config, start_step) as tensorboard, _kept_checkpoints(store):
-            phase_hooks = [*inputs.pop("hooks", ()), *hooks, *([] if tensorboard is None else [tensorboard]),
+        # a member whose SAL went non-finite stays frozen in its later SAL phases (its teacher is gone); its
+        # plain baselines, which need nothing of SAL but the time-matched budget, train
+        frozen = [i for i in range(len(run.seeds)) if phase.kind == "sal"
+                  and any(r.failure[i] for r, p in zip(done, phases) if p.kind == "sal")]
+        start_steps = ([0] * max(1, len(run.seeds)) if resume is None
+                       else np.atleast_1d(jax.device_get(resume[0].step)).tolist())
+        with _phase_log(run, phase, start_steps) as tensorboard, _kept_checkpoints(store):
+            phase_hooks = [*inputs.pop("hooks", ()), *run.hooks, *([] if tensorboard is None else [tensorboard]),
                            *([] if store is None else [store.phase_hook(list(done))])]
-            run = train_level(levels[phase.level - 1], data, config, level=phase.level, name=phase.name,
-                              progress=progress, resume=resume, hooks=phase_hooks, program_cache=program_cache,
-                              **inputs)
+            level_run = train_level(levels[phase.level - 1], run.data, config, level=phase.level, name=phase.name,
+                                    progress=run.progress, resume=resume, hooks=phase_hooks,
+                                    program_cache=run.program_cache, seeds=run.seeds, frozen=frozen, **inputs)
             if tensorboard is not None:
-                tensorboard.log.finish(run.steps, config, {"phase": phase.name, "level": phase.level, "round": phase.round},
-                           {"final_test_accuracy": run.final_test_accuracy,
-                            "best_test_accuracy": run.best_test_accuracy})
-        done.append(run)
+                tensorboard.finish(level_run, config, {"phase": phase.name, "level": phase.level, "round": phase.round})
+        done.append(level_run)
         resume = None
         if store is not None:
             store.save_finished(done)
@@ -192,35 +232,35 @@ def phase_run_name(phase: Phase, rounds: int, num_levels: int) -> str:
 
 
 @contextlib.contextmanager
-def _phase_log(log_dir: str | None, phase: Phase, num_levels: int, config: ml_collections.ConfigDict,
-               start_step: int
-               ) -> Iterator[TensorBoardHook | None]:
-    """The phase's TensorBoard log as a hook (its LevelLog closed after the phase), or None without
-    `log_dir` or on processes > 0."""
-    if log_dir is None or jax.process_index() > 0:
+def _phase_log(run: Run, phase: Phase, start_steps: Sequence[int]) -> Iterator[TensorBoardHook | None]:
+    """The phase's TensorBoard logs as a hook (one LevelLog per training, closed after the phase), or None
+    without log dirs or on processes > 0. `start_steps`: each training's steps done before (a resume)."""
+    if run.log_dirs is None or jax.process_index() > 0:
         yield None
         return
     from sal_jax.summaries import LevelLog, TensorBoardHook  # tensorboardX is imported only when logging
+    name = phase_run_name(phase, run.config.train.rounds, len(run.levels))
     # Events are logged at the count of steps done: a phase resumed after step s redoes steps s + 1, ...
-    log = LevelLog(os.path.join(log_dir, phase_run_name(phase, config.train.rounds, num_levels)),
-                   purge_step=start_step + 1)
+    logs = [LevelLog(os.path.join(log_dir, name), purge_step=start + 1)
+            for log_dir, start in zip(run.log_dirs, start_steps)]
     try:
-        yield TensorBoardHook(log)
+        yield TensorBoardHook(logs)
     finally:
-        log.close()
+        for log in logs:
+            log.close()
 
 
-def _resume_point(store: RunCheckpointer, levels: Sequence[nn.Module], data: ArrayDataset,
-                  config: ml_collections.ConfigDict, phases: Sequence[Phase]
-                  ) -> tuple[list[LevelRun], tuple[TrainState, Progress] | None]:
+def _resume_point(store: RunCheckpointer, run: Run) -> tuple[list[LevelRun], tuple[TrainState, Progress] | None]:
     """The finished phases and the phase in progress (its state and progress) of the store's newest
     readable checkpoint; ([], None) if there is none."""
+    phases = run.phases
+
     def state_template(done: list[LevelRun]) -> Any:
         phase = phases[len(done)]
-        kwargs = phase_inputs(phase, levels, phases, done, config)
-        plan = LevelPlan(levels[phase.level - 1], phase.level, kwargs.get("round_", 1), config.train.epochs,
-                         kwargs.get("teacher"), kwargs.get("start_from"))
-        return jax.eval_shape(lambda: initial_state(plan, data, config)[2])
+        kwargs = phase_inputs(phase, run.levels, phases, done, run.config)
+        plan = LevelPlan(run.levels[phase.level - 1], phase.level, kwargs.get("round_", 1), run.config.train.epochs,
+                         kwargs.get("teacher"), kwargs.get("start_from"), seeds=run.seeds)
+        return jax.eval_shape(lambda: initial_state(plan, run.data, run.config)[2])
 
     snapshot = store.restore(state_template)
     if snapshot is None:

@@ -11,7 +11,7 @@ import dataclasses
 import math
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import flax.linen as nn
 import jax
@@ -25,6 +25,7 @@ from sal_jax.errors import TrainingDiverged
 from sal_jax.guidance import Guidance, make_guidance
 from sal_jax.hooks import Call, EpochLimit, Hook, ProgressBar, TimeBudget
 from sal_jax.levels import Variables
+from sal_jax.members import member, stack
 from sal_jax.optimizers import make_optimizer
 from sal_jax.records import LevelRun, Progress
 from sal_jax.step import (TrainState, eval_step_fn, gradient_diagnostics_fn, init_state, level_constants,
@@ -44,6 +45,10 @@ class LevelPlan:
     start_from: Variables | None = None                   # the level's own variables from the previous round
     continue_from: LevelRun | None = None                 # an earlier part of this training (GLAI's structure phase)
     name: str = ""
+    # Members (sal_jax.member_loop): the seeds of trainings of this level stacked in one program; () = one
+    # lone training of config.seed. With members, teacher and start_from variables are stacked too.
+    seeds: tuple[int, ...] = ()
+    frozen: tuple[int, ...] = ()                          # members that failed in an earlier phase
 
     @property
     def title(self) -> str:
@@ -54,14 +59,35 @@ class LevelPlan:
 class LevelSetup:
     """Everything a level's loop needs, built by `setup_level` before its first step."""
 
-    state: TrainState                  # laid out on the mesh
-    progress: Progress                 # a fresh, continued or resumed level's
-    teacher_variables: Variables | None
-    shardings: parallel.StepShardings
-    train_split: parallel.SplitBatches
-    test_split: parallel.SplitBatches
-    programs: chunks.LevelPrograms
-    compile_time: float                # seconds tracing and compiling (not training time)
+    state: TrainState      # laid out on the mesh
+    progress: Progress     # a fresh, continued or resumed level's
+    calls: LevelCalls      # the compiled training and evaluation, with their data
+    compile_time: float    # seconds tracing and compiling (not training time)
+
+
+class LevelCalls(Protocol):
+    """How the loop runs a level's compiled programs: `LoneCalls` (one training) or
+    sal_jax.member_loop.MemberCalls (members stacked). History rows hold a number per metric for one
+    training, a list (one per member) for members."""
+
+    def start_epoch(self, epoch: int) -> None:
+        """Before an epoch's first call (and before a resumed epoch continues): its example order."""
+
+    def train(self, state: TrainState, progress: Progress, n: int) -> TrainState:
+        """Runs the epoch's next n steps from progress.step_in_epoch, adding to progress.sums; returns
+        when they are done."""
+
+    def epoch_means(self, state: TrainState, progress: Progress) -> dict[str, Any]:
+        """The epoch's training means (and diagnostics) for its history row."""
+
+    def evaluate(self, state: TrainState) -> dict[str, Any]:
+        """The test metrics, as "test_<metric>"."""
+
+    def place(self, state: TrainState) -> TrainState:
+        """A state (from a hook's between_epochs) laid out as the calls take it."""
+
+    def level_run(self, plan: LevelPlan, state: TrainState, progress: Progress, compile_time: float) -> LevelRun:
+        """The finished level."""
 
 
 @dataclasses.dataclass
@@ -105,7 +131,8 @@ def run_key(seed: int, level: int, round_: int) -> jax.Array:
 
 def initial_state(plan: LevelPlan, data: ArrayDataset, config: ml_collections.ConfigDict
                   ) -> tuple[Guidance | None, Any, TrainState]:
-    """(guidance, optimizer, initial state) of one level's training: cheap, and abstract-evaluable.
+    """(guidance, optimizer, initial state) of one level's training: cheap, and abstract-evaluable. With
+    members (plan.seeds), their states stacked: member i's is the lone training's of seed i.
 
     The state is computed on the CPU (`host_device`), op by op as ever: on an accelerator each of an
     initialisation's hundreds of small ops is a dispatch (and a compilation the first time), which made a
@@ -118,35 +145,42 @@ def initial_state(plan: LevelPlan, data: ArrayDataset, config: ml_collections.Co
         guidance = (make_guidance(plan.student, teacher, sample_x, config.guidance, plan.epochs * steps_per_epoch)
                     if teacher is not None else None)
         tx = make_optimizer(config.train)
-        key = jax.random.fold_in(jax.random.key(config.seed), plan.level)
-        state = init_state(plan.student, tx, key, sample_x, guidance)
-        if plan.start_from is not None:
-            params = {**state.params, "model": plan.start_from["params"]}
-            state = state.replace(params=params, batch_stats=plan.start_from.get("batch_stats", {}),
-                                  opt_state=tx.init(params), constants=level_constants(plan.start_from))
-    return guidance, tx, state
+
+        def one(seed: int, start_from: Variables | None) -> TrainState:
+            state = init_state(plan.student, tx, jax.random.fold_in(jax.random.key(seed), plan.level), sample_x,
+                               guidance)
+            if start_from is None:
+                return state
+            params = {**state.params, "model": start_from["params"]}
+            return state.replace(params=params, batch_stats=start_from.get("batch_stats", {}),
+                                 opt_state=tx.init(params), constants=level_constants(start_from))
+
+        if not plan.seeds:
+            return guidance, tx, one(config.seed, plan.start_from)
+        starts = [None if plan.start_from is None else member(plan.start_from, i) for i in range(len(plan.seeds))]
+        return guidance, tx, stack([one(seed, start) for seed, start in zip(plan.seeds, starts)])
 
 
 def setup_level(plan: LevelPlan, data: ArrayDataset, config: ml_collections.ConfigDict,
                 resume: tuple[TrainState, Progress] | None = None,
                 program_cache: chunks.ProgramCache | None = None) -> LevelSetup:
     """The mesh and shardings, the state on them, the teacher cache, the data splits and the compiled
-    programs of one level's training (`resume`: a checkpoint's state and progress, continued exactly).
+    programs of one level's training (`resume`: a checkpoint's state and progress, continued exactly);
+    members' (plan.seeds) by sal_jax.member_loop.
 
     The level's setup cost (teacher cache, copying the data to the devices) is training time, counted
     into the progress; tracing and compiling are not (`compile_time`): they are the compiler's cost, and
     with a compilation cache they would make a time-matched budget depend on the cache. Compiled programs
     are looked up in and kept in `program_cache` (`chunks.program_key`)."""
+    if plan.seeds:
+        from sal_jax.member_loop import setup_members  # members import this module
+        return setup_members(plan, data, config, resume, program_cache)
     train = config.train
     mesh = parallel.make_mesh(config.parallel)
     parallel.check_batch_size(train.batch_size, mesh.shape[parallel.DATA], mesh.shape[parallel.FSDP])
     teacher, teacher_variables = plan.teacher if plan.teacher is not None else (None, None)
     guidance, tx, state = initial_state(plan, data, config)
-    state, progress = resume if resume is not None else (state, Progress())
-    if resume is None and plan.continue_from is not None:
-        earlier = plan.continue_from
-        state = state.replace(step=jnp.asarray(earlier.steps, jnp.int32))
-        progress = Progress(epoch=len(earlier.history), train_time=earlier.train_time, history=list(earlier.history))
+    state, progress = starting_point(plan, state, resume)
     shardings = parallel.step_shardings(mesh, state, teacher_variables)
     # Initialised eagerly on the CPU (a jitted init can differ in the last bit, e.g. an RNN's orthogonal
     # init; see initial_state), then laid out on the mesh. Always a copy (may_alias=False): the train step
@@ -196,8 +230,89 @@ def setup_level(plan: LevelPlan, data: ArrayDataset, config: ml_collections.Conf
         if program_cache is not None:
             program_cache.put(key, programs, keep_alive=(plan.student, teacher))
     compile_time += time.perf_counter() - compile_start
-    return LevelSetup(state, progress, teacher_variables, shardings, train_split, test_split, programs,
-                      compile_time)
+    calls = LoneCalls(plan, len(data.x_train), data.num_classes, config.seed, programs, teacher_variables,
+                      shardings, train_split, test_split)
+    return LevelSetup(state, progress, calls, compile_time)
+
+
+def starting_point(plan: LevelPlan, state: TrainState, resume: tuple[TrainState, Progress] | None
+                   ) -> tuple[TrainState, Progress]:
+    """The state and progress a level starts from: a checkpoint's, the earlier part's it continues
+    (its steps, epochs, history and clock), or a fresh start's."""
+    if resume is not None:
+        return resume
+    if plan.continue_from is None:
+        return state, Progress()
+    earlier = plan.continue_from
+    state = state.replace(step=jnp.asarray(earlier.steps, jnp.int32))
+    return state, Progress(epoch=len(earlier.history), train_time=earlier.train_time, history=list(earlier.history))
+
+
+@dataclasses.dataclass
+class LoneCalls:
+    """One training's calls (sal_jax.chunks): a non-finite step stops it with TrainingDiverged."""
+
+    plan: LevelPlan
+    num_examples: int
+    num_classes: int
+    seed: int
+    programs: chunks.LevelPrograms
+    teacher_variables: Variables | None
+    shardings: parallel.StepShardings
+    train_split: parallel.SplitBatches
+    test_split: parallel.SplitBatches
+    order: Any = None  # the epoch's example order
+
+    def start_epoch(self, epoch: int) -> None:
+        self.order = epoch_order(self.num_examples, self.seed, self.plan.level, self.plan.round, epoch)
+
+    def train(self, state: TrainState, progress: Progress, n: int) -> TrainState:
+        batch_plan, offset = self.train_split.plan(self.order, progress.step_in_epoch, n)
+        sums = self.programs.train_zeros if progress.sums is None else progress.sums
+        state, progress.sums, health = self.programs.train(state, self.teacher_variables, self.train_split.source,
+                                                           batch_plan, offset, n, sums)
+        health = jax.device_get(health)  # waits for the call
+        if health["step"] >= 0:
+            raise TrainingDiverged(nonfinite_message(self.plan.title, self.plan.level, self.plan.round, health))
+        return state
+
+    def epoch_means(self, state: TrainState, progress: Progress) -> dict[str, Any]:
+        sums = jax.device_get(progress.sums)  # one host sync per epoch
+        row = {f"train_{k}": float(v) / progress.step_in_epoch for k, v in sums.items()}
+        if self.programs.diagnose is not None:  # on the epoch's first batch, with the epoch's final weights
+            batch_plan, offset = self.train_split.plan(self.order, 0, 1)
+            diagnostics = jax.device_get(self.programs.diagnose(state, self.teacher_variables,
+                                                                self.train_split.source, batch_plan, offset))
+            row.update({f"diag_{k}": float(v) for k, v in diagnostics.items()})
+        return row
+
+    def evaluate(self, state: TrainState) -> dict[str, Any]:
+        test = chunks.evaluate(self.programs.evaluate, self.programs.eval_zeros, state, self.teacher_variables,
+                               self.test_split)
+        return {f"test_{k}": v for k, v in test.items()}
+
+    def place(self, state: TrainState) -> TrainState:
+        return jax.device_put(state, self.shardings.state)
+
+    def level_run(self, plan: LevelPlan, state: TrainState, progress: Progress, compile_time: float) -> LevelRun:
+        diverged = bool(progress.history) and diverged_ce(progress.history[-1]["train_ce"], self.num_classes,
+                                                          plan.title)
+        programs = self.programs
+        return LevelRun(plan.title, plan.level, plan.round, level_variables(state), progress.history,
+                        progress.train_time, int(state.step),
+                        {"train": programs.train._cache_size(), "eval": programs.evaluate._cache_size()},
+                        compile_time, diverged)
+
+
+def diverged_ce(train_ce: float, num_classes: int, name: str) -> bool:
+    """Whether a level's last epoch's training cross-entropy is above twice that of uniform guessing;
+    reported on stderr if so."""
+    uniform = math.log(num_classes)
+    if train_ce > 2 * uniform:
+        print(f"warning: {name} diverged: its last epoch's training cross-entropy is {train_ce:.4g}, uniform "
+              f"guessing's is {uniform:.4g}", file=sys.stderr)
+        return True
+    return False
 
 
 def run_level(plan: LevelPlan, setup: LevelSetup, data: ArrayDataset, config: ml_collections.ConfigDict,
@@ -205,14 +320,15 @@ def run_level(plan: LevelPlan, setup: LevelSetup, data: ArrayDataset, config: ml
     """The loop: epochs of training calls until a hook says stop (sal_jax.hooks: the points, their order).
 
     Each call runs up to config.train.steps_per_call steps (sal_jax.chunks.ChunkSizer), never past the
-    epoch's end or a hook's `steps_until`. A non-finite loss term or gradient stops training with
+    epoch's end or a hook's `steps_until`. A non-finite loss term or gradient stops a lone training with
     TrainingDiverged (one line: the level, round, step and the term that went non-finite first), before
-    any hook sees the state: nothing after it is saved. A finished level whose last epoch's training
-    cross-entropy is above twice that of uniform guessing is returned with `diverged` set, and reported
-    on stderr. The clock counts setup_level's setup and the training calls; evaluation and hooks are not
-    training time (but `between_epochs`)."""
+    any hook sees the state: nothing after it is saved (members: the member stops alone,
+    sal_jax.member_loop). A finished level whose last epoch's training cross-entropy is above twice that
+    of uniform guessing is returned with `diverged` set, and reported on stderr. The clock counts
+    setup_level's setup and the training calls; evaluation and hooks are not training time (but
+    `between_epochs`)."""
     loop = LevelLoop(plan, setup, data, config, setup.state, setup.progress)
-    programs, prog = setup.programs, loop.progress
+    calls, prog = setup.calls, loop.progress
     sizer = chunks.ChunkSizer(config.train.steps_per_call)
     stopping = lambda: any([hook.stop(loop) for hook in hooks])  # every hook asked: agree() is collective
     try:
@@ -220,7 +336,7 @@ def run_level(plan: LevelPlan, setup: LevelSetup, data: ArrayDataset, config: ml
             hook.start(loop)
         last = stopping()  # a resumed level may be done
         while not last:
-            order = epoch_order(len(data.x_train), config.seed, plan.level, plan.round, prog.epoch)
+            calls.start_epoch(prog.epoch)
             stopped = False
             while prog.step_in_epoch < loop.steps_per_epoch and not stopped:  # the ragged remainder is dropped
                 requests = [n for n in (hook.steps_until(loop) for hook in hooks) if n is not None]
@@ -228,14 +344,8 @@ def run_level(plan: LevelPlan, setup: LevelSetup, data: ArrayDataset, config: ml
                 limit = min([loop.steps_per_epoch - prog.step_in_epoch, *requests])
                 n = parallel.agree(sizer.next(limit))  # every process runs the same steps
                 start = time.perf_counter()
-                batch_plan, offset = setup.train_split.plan(order, prog.step_in_epoch, n)
-                sums = programs.train_zeros if prog.sums is None else prog.sums
-                loop.state, prog.sums, health = programs.train(loop.state, setup.teacher_variables,
-                                                               setup.train_split.source, batch_plan, offset, n, sums)
-                health = jax.device_get(health)  # waits for the call
+                loop.state = calls.train(loop.state, prog, n)
                 seconds = time.perf_counter() - start
-                if health["step"] >= 0:
-                    raise TrainingDiverged(nonfinite_message(plan.title, plan.level, plan.round, health))
                 prog.train_time += seconds
                 prog.step_in_epoch += n
                 sizer.observe(n, seconds)
@@ -243,14 +353,13 @@ def run_level(plan: LevelPlan, setup: LevelSetup, data: ArrayDataset, config: ml
                 for hook in hooks:
                     hook.after_call(loop, Call(n, seconds, at_request=n == requested))
                 stopped = stopping()
-            row = _epoch_row(loop, order)
+            row = {"epoch": prog.epoch + 1, "train_time": prog.train_time, **calls.epoch_means(loop.state, prog)}
+            prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None
             for hook in hooks:
                 hook.measure(loop, row)
             last = stopping()  # decided once: the last row of a level is always evaluated, whatever ends it
             if last or prog.epoch % config.train.eval_every == 0:
-                test = chunks.evaluate(programs.evaluate, programs.eval_zeros, loop.state, setup.teacher_variables,
-                                       setup.test_split)
-                row.update({f"test_{k}": v for k, v in test.items()})
+                row.update(calls.evaluate(loop.state))
             prog.history.append(row)
             for hook in hooks:
                 hook.after_epoch(loop, row)
@@ -259,23 +368,7 @@ def run_level(plan: LevelPlan, setup: LevelSetup, data: ArrayDataset, config: ml
     finally:
         for hook in hooks:
             hook.close(loop)
-    return _level_run(loop)
-
-
-def _epoch_row(loop: LevelLoop, order: Any) -> dict[str, float]:
-    """The epoch's history row (its training means, and gradient diagnostics when asked for); closes the
-    epoch in the progress."""
-    prog, programs, setup = loop.progress, loop.setup.programs, loop.setup
-    sums = jax.device_get(prog.sums)  # one host sync per epoch
-    row = {"epoch": prog.epoch + 1, "train_time": prog.train_time}
-    row.update({f"train_{k}": float(v) / prog.step_in_epoch for k, v in sums.items()})
-    if programs.diagnose is not None:  # on the epoch's first batch, with the epoch's final weights
-        batch_plan, offset = setup.train_split.plan(order, 0, 1)
-        diagnostics = jax.device_get(programs.diagnose(loop.state, setup.teacher_variables,
-                                                       setup.train_split.source, batch_plan, offset))
-        row.update({f"diag_{k}": float(v) for k, v in diagnostics.items()})
-    prog.epoch, prog.step_in_epoch, prog.sums = prog.epoch + 1, 0, None
-    return row
+    return calls.level_run(plan, loop.state, prog, setup.compile_time)
 
 
 def _between_epochs(loop: LevelLoop, hooks: Sequence[Hook]) -> None:
@@ -285,23 +378,8 @@ def _between_epochs(loop: LevelLoop, hooks: Sequence[Hook]) -> None:
         start = time.perf_counter()
         state = hook.between_epochs(loop)
         if state is not None:
-            loop.state = jax.block_until_ready(jax.device_put(state, loop.setup.shardings.state))
+            loop.state = jax.block_until_ready(loop.setup.calls.place(state))
             loop.progress.train_time += time.perf_counter() - start
-
-
-def _level_run(loop: LevelLoop) -> LevelRun:
-    """The finished level; a divergence by its last epoch's cross-entropy is reported on stderr."""
-    prog, plan, programs = loop.progress, loop.plan, loop.setup.programs
-    num_classes = loop.data.num_classes
-    diverged = bool(prog.history) and prog.history[-1]["train_ce"] > 2 * math.log(num_classes)
-    if diverged:
-        print(f"warning: {plan.title} diverged: its last epoch's training cross-entropy is "
-              f"{prog.history[-1]['train_ce']:.4g}, uniform guessing's is {math.log(num_classes):.4g}",
-              file=sys.stderr)
-    return LevelRun(plan.title, plan.level, plan.round, level_variables(loop.state), prog.history, prog.train_time,
-                    int(loop.state.step),
-                    {"train": programs.train._cache_size(), "eval": programs.evaluate._cache_size()},
-                    loop.setup.compile_time, diverged)
 
 
 def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.ConfigDict, *, level: int,
@@ -309,7 +387,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                 start_from: Variables | None = None, time_budget: float | None = None, name: str = "",
                 progress: bool = False, resume: tuple[TrainState, Progress] | None = None,
                 hooks: Sequence[Hook] = (), program_cache: chunks.ProgramCache | None = None,
-                continue_from: LevelRun | None = None) -> LevelRun:
+                continue_from: LevelRun | None = None, seeds: Sequence[int] = (),
+                frozen: Sequence[int] = ()) -> LevelRun:
     """Trains `student` (level `level`, 1-based) on `data`, guided by the frozen teacher if given.
 
     teacher: the frozen level above, (module, variables) -- e.g. sal_jax.checkpoint.load_level's result.
@@ -325,12 +404,16 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
       seed's training of the same level then compiles nothing.
     continue_from: an earlier part of this level's training (a GLAI level's structure phase, whose
       variables `start_from` has frozen): its epochs, steps, history and training time continue here.
+    seeds: train members of these seeds in one program (sal_jax.member_loop); `teacher` and `start_from`
+      are then the members' stacked variables, and so is the result's (its history rows hold one value
+      per member: sal_jax.member_loop.member_run picks one). `frozen`: members that failed before.
 
     Runs on the mesh of `config.parallel` (sal_jax.parallel): one compilation for training and one for
     evaluation per level. See `setup_level` and `run_level` for what counts as training time.
     """
     epochs = config.train.epochs if epochs is None else epochs
-    plan = LevelPlan(student, level, round_, epochs, teacher, start_from, continue_from, name)
+    plan = LevelPlan(student, level, round_, epochs, teacher, start_from, continue_from, name, tuple(seeds),
+                     tuple(frozen))
     setup = setup_level(plan, data, config, resume, program_cache)
     limit = TimeBudget(time_budget) if time_budget is not None else EpochLimit(epochs)
     bar = [ProgressBar(None if time_budget else epochs, plan.title)] if progress else []

@@ -7,6 +7,7 @@ import re
 import signal
 import sys
 import textwrap
+from typing import Any
 
 
 def _interrupted_before_training(signum: int | None = None, frame=None) -> None:
@@ -68,6 +69,18 @@ def usage() -> str:
     return USAGE.format(flags="\n".join(lines))
 
 
+CPU_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+
+
+def one_cpu_device_per_core() -> None:
+    """Members (config.train.ensemble) split over devices; on a CPU the cores are those lanes, but XLA
+    gives the CPU one device: ask for one per core, before the backend starts (unless XLA_FLAGS already
+    sets a count). Only the CPU backend reads it; members use it only when the CPU is the platform."""
+    flags_now = os.environ.get("XLA_FLAGS", "")
+    if CPU_DEVICES_FLAG not in flags_now:
+        os.environ["XLA_FLAGS"] = f"{flags_now} {CPU_DEVICES_FLAG}={len(os.sched_getaffinity(0))}".strip()
+
+
 def _main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -78,6 +91,8 @@ def _main(argv: list[str]) -> None:
     except ConfigError as error:
         sys.exit(f"error: {error}")
     logging.set_verbosity(logging.WARNING)  # JAX logs its backend probing at INFO
+    if config.train.ensemble != 1:
+        one_cpu_device_per_core()
     keep_freed_host_memory()  # before the first large allocation; see sal_jax/host_memory.py
     from sal_jax.checkpoint import Preempted
     from sal_jax.determinism import apply_determinism
@@ -108,6 +123,30 @@ def _main(argv: list[str]) -> None:
         times = results["wall_times"]
         runs = f" over {len(times)} invocations (this one {times[-1]:.1f} s)" if len(times) > 1 else ""
         print(f"\nwall time {results['wall_time']:.1f} s{runs}; results, table and plot in {workdir}/")
+    failed = failed_members(results)
+    if failed:  # the other members' results are written; these members' records say where they failed
+        sys.exit(f"error: {len(failed)} member{'s' if len(failed) > 1 else ''} went non-finite and stopped: "
+                 + "; ".join(failed))
+
+
+def failed_members(results: dict) -> list[str]:
+    """The one-line failures of members (config.train.ensemble) in a run's results: each run record's
+    "failure", but the "frozen: ..." of a failed member's later levels."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            failure = value.get("failure")
+            if isinstance(failure, str) and failure and not failure.startswith("frozen:"):
+                found.append(failure)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(results["cells"])
+    return found
 
 
 def _stop(message: str, exit_code: int) -> None:

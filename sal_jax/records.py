@@ -24,11 +24,18 @@ class LevelRun:
     compiles: dict[str, int]        # compilations of the train and eval steps (1 each when all is well)
     compile_time: float = 0.0       # seconds compiling them (absent from records written before it was kept)
     diverged: bool = False          # its last epoch's training CE is worse than twice uniform guessing's
+    # Members only (sal_jax.member_loop): where the member's training went non-finite, one line; "" if not.
+    # (A lone training that goes non-finite raises TrainingDiverged instead.) A stacked run of members holds
+    # a list per member here and in steps and diverged, and its history rows a list per metric.
+    failure: str = ""
 
     def record(self) -> dict[str, Any]:
         """Everything but the variables, as JSON: what a checkpoint stores of a finished phase, and what
         results.json reports of it."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "variables"}
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "variables"}
+        if not record["failure"]:  # only a member that failed has one: other records keep their fields
+            del record["failure"]
+        return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any], variables: Variables) -> "LevelRun":
@@ -53,6 +60,7 @@ class Progress:
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     sums: dict[str, Any] | None = None  # the current epoch's metric sums so far (on device)
     monitor: dict[str, Any] | None = None  # what a family's epoch hook keeps between epochs (JSON; sal_jax.hooks)
+    failures: dict[str, str] = dataclasses.field(default_factory=dict)  # members that went non-finite: {index: line}
 
     def record(self) -> dict[str, Any]:
         """The JSON part (the sums are arrays, saved apart; `has_sums` says whether there are any)."""

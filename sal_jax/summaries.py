@@ -22,10 +22,11 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import jax
 import ml_collections
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -56,6 +57,7 @@ from sal_jax.hooks import Call, Hook  # noqa: E402
 
 if TYPE_CHECKING:
     from sal_jax.level_loop import LevelLoop
+    from sal_jax.records import LevelRun
 
 EPOCH_TAGS = {"train_grad_norm/": "grad_norm/", "test_": "test/", "diag_": "diagnostics/"}
 FLUSH_SECONDS = 10.0  # how stale a live view may get
@@ -135,12 +137,13 @@ class LevelLog:
 
 
 class TensorBoardHook(Hook):
-    """A level's metrics to its LevelLog as it trains (sal_jax.hooks): each call's means over its steps,
-    each epoch's row; flushed when a call ends where a hook asked (a checkpoint is due), so that a
-    checkpoint follows the events it covers and a SIGKILL after it loses none."""
+    """A level's metrics to its LevelLogs as it trains (sal_jax.hooks): each call's means over its steps,
+    each epoch's row; one log per training (members: one per member, each given its member's values).
+    Flushed when a call ends where a hook asked (a checkpoint is due), so that a checkpoint follows the
+    events it covers and a SIGKILL after it loses none."""
 
-    def __init__(self, log: LevelLog):
-        self.log = log
+    def __init__(self, logs: Sequence[LevelLog]):
+        self.logs = list(logs)
         self.logged: dict[str, Any] | None = None  # the epoch's metric sums at the last call logged
 
     def start(self, loop: LevelLoop) -> None:
@@ -149,15 +152,32 @@ class TensorBoardHook(Hook):
 
     def after_call(self, loop: LevelLoop, call: Call) -> None:
         sums, logged = jax.device_get(loop.progress.sums), self.logged
-        self.log.train(int(loop.state.step), {k: (float(v) - (0.0 if logged is None else float(logged[k]))) / call.steps
-                                              for k, v in sums.items()})
+        steps = _each(jax.device_get(loop.state.step))
+        for i, log in enumerate(self.logs):
+            log.train(steps[i], {k: (_each(v)[i] - (0.0 if logged is None else _each(logged[k])[i])) / call.steps
+                                 for k, v in sums.items()})
+            if call.at_request:
+                log.flush()
         self.logged = sums
-        if call.at_request:
-            self.log.flush()
 
-    def after_epoch(self, loop: LevelLoop, row: dict[str, float]) -> None:
-        self.log.epoch(int(loop.state.step), row)
+    def after_epoch(self, loop: LevelLoop, row: dict[str, Any]) -> None:
+        steps = _each(jax.device_get(loop.state.step))
+        for i, log in enumerate(self.logs):
+            log.epoch(steps[i], {k: v[i] if isinstance(v, list) else v for k, v in row.items()})
         self.logged = None
+
+    def finish(self, run: LevelRun, config: ml_collections.ConfigDict, run_facts: Mapping[str, Any]) -> None:
+        """At the end of the phase: each log's config and results (`LevelLog.finish`)."""
+        from sal_jax.member_loop import member_run  # it imports the level loop, which imports this module's users
+        runs = [member_run(run, i) for i in range(len(self.logs))] if isinstance(run.steps, list) else [run]
+        for log, one in zip(self.logs, runs):
+            log.finish(one.steps, config, run_facts, {"final_test_accuracy": one.final_test_accuracy,
+                                                      "best_test_accuracy": one.best_test_accuracy})
+
+
+def _each(value: Any) -> list:
+    """A value per training: a number's one (one training), an array's per member (members)."""
+    return [x.item() if hasattr(x, "item") else x for x in np.atleast_1d(value)]
 
 
 def config_table(config: ml_collections.ConfigDict) -> str:

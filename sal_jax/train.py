@@ -3,8 +3,10 @@ sizes, written to workdir as results.json, results.md and plots."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -17,13 +19,13 @@ from sal_jax.config import apply_quick, check_values, with_values
 from sal_jax.data import load_dataset
 from sal_jax.determinism import apply_determinism
 from sal_jax.errors import TrainingDiverged
-from sal_jax.ladder import train_ladder
+from sal_jax.ladder import train_ladder, train_members
 from sal_jax.models import make_ladder
-from sal_jax import report
+from sal_jax import families, report
 from sal_jax.sweep import sweep_points
-from sal_jax.validation import check_workdir, validate_run
+from sal_jax.validation import check_workdir, validate_members, validate_run
 
-Cell = tuple[dict[str, Any], ml_collections.ConfigDict, Any, list]  # record, config, dataset, levels
+Cell = tuple[dict[str, Any], ml_collections.ConfigDict, Any, list, list]  # record, config, dataset, levels, seed groups
 ABLATIONS = {"hidden_only": {"guidance.output_weight": 0.0}, "output_only": {"guidance.hidden_weight": 0.0}}
 
 
@@ -32,30 +34,54 @@ def sweep_cells(config: ml_collections.ConfigDict) -> list[tuple[int, int]]:
     return list(zip(config.sweep.per_class, config.sweep.epochs)) or [(config.data.per_class, config.train.epochs)]
 
 
-def run_seed(levels, data, config: ml_collections.ConfigDict, progress: bool,
-             checkpoint_dir: str | None, log_dir: str | None = None,
-             program_cache: ProgramCache | None = None) -> dict[str, Any]:
-    """SAL with both plain baselines, then (if asked) each ablation, for one seed; each ladder run is
-    checkpointed in its own subdirectory of `checkpoint_dir` (None: no checkpoints), and logs its
-    TensorBoard events in its own subdirectory of `log_dir` (None: none). `program_cache`: compiled
-    levels shared with other seeds (sal_jax.chunks.ProgramCache)."""
-    def directory(root: str | None, name: str) -> str | None:
-        return None if root is None else os.path.join(root, f"seed_{config.seed}", name)
+def seed_groups(config: ml_collections.ConfigDict) -> list[tuple[int, ...]]:
+    """A cell's seeds in the groups that train as members of one program (config.train.ensemble): each a
+    group of one when the family cannot stack its members (said once on stderr) or the ensemble is 1."""
+    seeds = list(range(config.seed, config.seed + config.num_seeds))
+    size = config.train.ensemble or len(seeds)
+    family = families.find(config.model.family)
+    if size > 1 and family is not None and family.in_turn:
+        _note_in_turn(family.name, family.in_turn)
+        size = 1
+    return [tuple(seeds[i:i + size]) for i in range(0, len(seeds), size)]
 
-    def ladder(config: ml_collections.ConfigDict, name: str):
-        return train_ladder(levels, data, config, progress=progress, checkpoint_dir=directory(checkpoint_dir, name),
-                            log_dir=directory(log_dir, name), program_cache=program_cache, checked=True)
 
-    result = ladder(config, "sal")
-    record = report.ladder_record(result, config.seed)
+@functools.cache  # once a run, not once a cell
+def _note_in_turn(family: str, reason: str) -> None:
+    print(f"note: family {family!r} trains its seeds in turn, not as members of one program: {reason}",
+          file=sys.stderr)
+
+
+def run_seeds(levels, data, config: ml_collections.ConfigDict, seeds: tuple[int, ...], progress: bool,
+              checkpoint_dir: str | None, log_dir: str | None = None,
+              program_cache: ProgramCache | None = None) -> list[dict[str, Any]]:
+    """SAL with both plain baselines, then (if asked) each ablation, for each of `seeds`: one seed alone,
+    or several as members of one program (sal_jax.ladder.train_members). Each ladder run is checkpointed
+    in its own subdirectory of `checkpoint_dir` (seed_<s>/<name>, members seeds_<first>-<last>/<name>;
+    None: no checkpoints) and logs each seed's TensorBoard events in log_dir/seed_<s>/<name> (None: none).
+    `program_cache`: compiled levels shared with other seeds (sal_jax.chunks.ProgramCache). One record
+    per seed."""
+    group = f"seed_{seeds[0]}" if len(seeds) == 1 else f"seeds_{seeds[0]}-{seeds[-1]}"
+
+    def ladder(config: ml_collections.ConfigDict, name: str) -> list[Any]:
+        checkpoints = None if checkpoint_dir is None else os.path.join(checkpoint_dir, group, name)
+        logs = None if log_dir is None else [os.path.join(log_dir, f"seed_{seed}", name) for seed in seeds]
+        if len(seeds) == 1:
+            return [train_ladder(levels, data, with_values(config, {"seed": seeds[0]}), progress=progress,
+                                 checkpoint_dir=checkpoints, log_dir=logs and logs[0], program_cache=program_cache,
+                                 checked=True)]
+        return train_members(levels, data, config, seeds, progress=progress, checkpoint_dir=checkpoints,
+                             log_dirs=logs, program_cache=program_cache, checked=True)
+
+    records = [report.ladder_record(result, seed) for result, seed in zip(ladder(config, "sal"), seeds)]
     if config.ablations:
         for name, values in ABLATIONS.items():
             ablation = with_values(config, {**values, "baselines.epoch_matched": False,
                                             "baselines.time_matched": False})
-            result = ladder(ablation, name)
-            record[name] = {"sal": [report.run_record(run) for run in result.sal],
-                            "sal_train_time": result.sal_train_time}
-    return record
+            for record, result in zip(records, ladder(ablation, name)):
+                record[name] = {"sal": [report.run_record(run) for run in result.sal],
+                                "sal_train_time": result.sal_train_time}
+    return records
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress: bool = True) -> dict[str, Any]:
@@ -106,9 +132,12 @@ def _prepare_cells(config: ml_collections.ConfigDict) -> list[Cell]:
             data = datasets[key]
             levels = make_ladder(cell_config.model, data.num_classes, data.vocab_size)
             validate_run(levels, data, cell_config)
+            groups = seed_groups(cell_config)
+            if any(len(seeds) > 1 for seeds in groups):
+                validate_members(cell_config)
             cells.append(({"per_class": per_class, "point": point, "epochs": cell_config.train.epochs,
                            "dataset": {"name": data.name, "train": len(data.x_train), "test": len(data.x_test)}},
-                          cell_config, data, levels))
+                          cell_config, data, levels, groups))
     return cells
 
 
@@ -116,15 +145,14 @@ def _train_cells(cells: list[Cell], config: ml_collections.ConfigDict, workdir: 
     clock = WallTimes(os.path.join(workdir, "checkpoints", "wall_times.json") if config.checkpoint.enabled else None)
     results = {"config": config.to_dict(), "cells": []}
     try:
-        for cell, cell_config, data, levels in cells:
+        for cell, cell_config, data, levels, groups in cells:
             tag = report.cell_tag(cell)
             checkpoint_dir = os.path.join(workdir, "checkpoints", tag) if config.checkpoint.enabled else None
             log_dir = os.path.join(workdir, "tensorboard", tag) if config.tensorboard else None
             program_cache = ProgramCache()  # a cell's seeds train the same levels: each compiles once
             records = []
-            for seed in range(config.seed, config.seed + config.num_seeds):
-                records.append(run_seed(levels, data, with_values(cell_config, {"seed": seed}), progress, checkpoint_dir,
-                                        log_dir, program_cache))
+            for seeds in groups:
+                records += run_seeds(levels, data, cell_config, seeds, progress, checkpoint_dir, log_dir, program_cache)
                 clock.save()
             results["cells"].append({**cell, "runs": records})
     except (Preempted, TrainingDiverged):  # stopped with checkpoints kept: a rerun resumes the work they hold

@@ -43,6 +43,21 @@ def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> 
         raise ConfigError(f"config.parallel.data_on_device_mb: must be a number >= 0, got {on_device_mb!r}")
 
 
+def validate_members(config: ml_collections.ConfigDict) -> None:
+    """What members (sal_jax.member_loop) cannot do yet, named before training."""
+    parallel_config = config.parallel
+    if parallel_config.data not in (-1, 1) or parallel_config.fsdp != 1:
+        raise ConfigError("config.parallel: members use the devices for their own mesh axis (ensemble); a data "
+                          "or fsdp axis beside it is not supported yet: leave data=-1, fsdp=1 or set "
+                          "config.train.ensemble=1")
+    if jax.process_count() > 1:
+        raise ConfigError("config.train.ensemble: members in several processes are not supported yet; set "
+                          "config.train.ensemble=1")
+    if config.guidance.gradient_diagnostics:
+        raise ConfigError("config.guidance.gradient_diagnostics: not computed for members yet; set "
+                          "config.train.ensemble=1 or turn it off")
+
+
 def validate_run(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict) -> None:
     """Everything a ladder run needs, checked before its first step."""
     validate_training(config, data)

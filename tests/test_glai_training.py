@@ -9,7 +9,7 @@ from promises import assert_same_math
 from sal_jax import families, glai
 from sal_jax.checkpoint import load_level
 from sal_jax.errors import ConfigError
-from sal_jax.ladder import ladder_phases, run_phases, train_ladder
+from sal_jax.ladder import Run, ladder_phases, run_phases, train_ladder
 from sal_jax.levels import num_params
 from sal_jax.models import MLP, GlaiMLP, make_ladder
 from sal_jax.models.mlp import mlp_param_count
@@ -81,7 +81,7 @@ def test_freeze_is_a_phase_boundary_and_the_structure_never_moves(data, glai_con
         ("SAL r1 L1 structure", "structure"), ("SAL r1 L1", ""), ("SAL r1 L2 structure", "structure"),
         ("SAL r1 L2", ""), ("plain (epoch-matched) structure", "structure"), ("plain (epoch-matched)", "")]
     levels = make_ladder(glai_config.model, 3)
-    done = run_phases(levels, data, glai_config, phases, progress=False)
+    done = run_phases(Run(levels, data, glai_config, phases))
     for structure_run, value_run in zip(done[::2], done[1::2]):
         hidden = {k: v for k, v in structure_run.variables["params"].items() if k != "head"}
         jax.tree.map(np.testing.assert_array_equal, value_run.variables[STRUCTURE], hidden)
@@ -97,7 +97,7 @@ def test_a_freeze_off_the_evaluation_grid_still_evaluates_the_structure_phase_la
     glai_config.train.eval_every = 2
     glai_config.glai.flip_threshold = 1.0
     phases = ladder_phases(2, glai_config)
-    done = run_phases(make_ladder(glai_config.model, 3), data, glai_config, phases, progress=False)
+    done = run_phases(Run(make_ladder(glai_config.model, 3), data, glai_config, phases))
     for phase, run in zip(phases, done):
         assert "test_accuracy" in run.history[-1], phase.name
         if phase.part == "structure":

@@ -38,7 +38,7 @@ def test_a_config_that_is_a_directory():
     ("--config.train.epoch=3", "--config.train.epoch: config.train has no key 'epoch'; did you mean 'epochs'?"),
     ("--config.trian.epochs=3", "--config.trian.epochs: config has no key 'trian'; did you mean 'train'?"),
     ("--config.train.foo=1", "--config.train.foo: config.train has no key 'foo'; its keys are batch_size, "
-                             "epochs, eval_every, learning_rate, optimizer, rounds, steps_per_call"),
+                             "ensemble, epochs, eval_every, learning_rate, optimizer, rounds, steps_per_call"),
     ("--noconfig.data.augmnt", "--config.data.augmnt: config.data has no key 'augmnt'; did you mean 'augment'?"),
 ])
 def test_a_misspelled_key_names_the_keys_nearby(override, message):
@@ -147,3 +147,17 @@ def test_ctrl_c_before_training_prints_one_line_and_exits_130(tmp_path):
         assert line.startswith(("interrupted (SIGINT)", "preempted (SIGINT)")) and out == ""
         if line.startswith("interrupted"):
             assert not workdir.exists()
+
+
+def test_the_failed_members_of_a_run_are_named_once_each():
+    """The command line's last line and exit code name each member that went non-finite: its level's
+    failure, not the "frozen" of its later levels (sal_jax.member_loop)."""
+    from sal_jax.main import failed_members
+
+    line = "SAL r1 L2, seed 1 (level 2, round 1), training step 5: the ce term went non-finite first"
+    record = {"seed": 1, "sal": [{"name": "SAL r1 L1"}, {"failure": line}, {"failure": "frozen: it failed in an "
+                                                                                     "earlier phase"}],
+              "plain_epoch_matched": {"name": "plain"}, "hidden_only": {"sal": [{"failure": "hidden: x"}]}}
+    results = {"cells": [{"runs": [{"seed": 0, "sal": [{}]}, record]}]}
+    assert failed_members(results) == [line, "hidden: x"]
+    assert failed_members({"cells": [{"runs": [{"seed": 0, "sal": [{}]}]}]}) == []

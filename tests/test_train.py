@@ -84,18 +84,18 @@ def test_wall_time_sums_every_invocation_including_a_stopped_one(tmp_path, monke
     config.model.levels, config.model.width = (1,), 16
     config.train.epochs, config.num_seeds, config.tensorboard = 1, 2, False
     config.baselines.epoch_matched = config.baselines.time_matched = False
-    run_seed = train.run_seed
+    run_seeds = train.run_seeds
 
-    def stop_in_seed_1(levels, data, config, *args):
-        if config.seed == 1:
+    def stop_in_seed_1(levels, data, config, seeds, *args):
+        if seeds == (1,):
             raise Preempted("preempted")
-        return run_seed(levels, data, config, *args)
+        return run_seeds(levels, data, config, seeds, *args)
 
-    monkeypatch.setattr(train, "run_seed", stop_in_seed_1)
+    monkeypatch.setattr(train, "run_seeds", stop_in_seed_1)
     with pytest.raises(Preempted):
         train_and_evaluate(config, str(tmp_path), progress=False)
     (stopped,) = json.loads((tmp_path / "checkpoints" / "wall_times.json").read_text())
-    monkeypatch.setattr(train, "run_seed", run_seed)
+    monkeypatch.setattr(train, "run_seeds", run_seeds)
     results = train_and_evaluate(config, str(tmp_path), progress=False)
     assert results["wall_times"][0] == stopped > 0 and len(results["wall_times"]) == 2
     assert json.loads((tmp_path / "results.json").read_text())["wall_time"] == sum(results["wall_times"])
