@@ -5,7 +5,9 @@
 
 Runs the command line on the config with --config.num_seeds=SEEDS, once with --config.train.ensemble=1
 (sequential) and once with ENSEMBLE (members), alternately RUNS times (A B A B ...: both see the same
-machine), each as a fresh process in a fresh workdir with the compilation cache off. Per run: the wall
+machine), each as a fresh process in a fresh workdir, with the command line's default persistent
+compilation cache (so from the second run of each way on, its programs come from the cache; pass
+--compilation_cache= after -- for cold runs). Per run: the wall
 seconds of the process, the SAL training time of all seeds (sequential: the sum over seeds; members: the
 program's, shared by its members, summed over groups), and the process's peak memory (max RSS). Prints
 each run, the medians, and the medians of the paired ratios members / sequential.
