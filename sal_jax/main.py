@@ -109,7 +109,7 @@ def _main(argv: list[str]) -> None:
     try:
         apply_determinism(config.deterministic)  # XLA reads its flags when the backend starts: before that
         initialize_distributed(config.parallel)  # before anything touches devices; see config.parallel
-        results = train_and_evaluate(config, workdir, progress=_PROGRESS.value)
+        results = train_and_evaluate(config, workdir, progress=_PROGRESS.value, prepared=True)
     except ConfigError as error:
         sys.exit(f"error: {error}")
     except TrainingDiverged as error:  # one line; the checkpoints from before it stay for a rerun

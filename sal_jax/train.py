@@ -84,7 +84,8 @@ def run_seeds(levels, data, config: ml_collections.ConfigDict, seeds: tuple[int,
     return records
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress: bool = True) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress: bool = True,
+                       prepared: bool = False) -> dict[str, Any]:
     """Every cell of the sweep, `config.num_seeds` seeds each (config.seed, config.seed + 1, ...): a cell
     is a training-set size (config.sweep.per_class) at a point of config.sweep.grid / .points
     (sal_jax.sweep), named by `report.cell_tag`.
@@ -96,13 +97,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     those checkpoints (`WallTimes`), "wall_time" is their sum. With config.tensorboard, each level's
     training is a TensorBoard run under workdir/tensorboard/<cell>/seed_<s>/<sal|hidden_only|output_only>/
     <level1|...|plain_time_matched>.
+
+    `prepared`: the caller (sal_jax.main) has applied config.deterministic before the backend started, as
+    it must before joining other processes: it is not applied again (once per run).
     """
     config = apply_quick(config)
     check_values(config)  # before any folder is made or data loaded
     made = _missing_folders(workdir)
     try:
         check_workdir(workdir)  # before loading data: a bad workdir would otherwise fail after training
-        apply_determinism(config.deterministic)  # before loading data or building levels touches a device
+        if not prepared:  # before loading data or building levels touches a device
+            apply_determinism(config.deterministic)
         return _train_cells(_prepare_cells(config), config, workdir, progress)
     except BaseException:
         for folder in made:  # deepest first; rmdir removes only empty folders: never anything written
