@@ -24,7 +24,7 @@ from sal_jax.data.images import augment_images
 from sal_jax.errors import TrainingDiverged
 from sal_jax.guidance import Guidance, make_guidance
 from sal_jax.hooks import Call, EpochLimit, Hook, ProgressBar, TimeBudget
-from sal_jax.levels import Variables
+from sal_jax.levels import Variables, host_device
 from sal_jax.members import member, stack
 from sal_jax.optimizers import make_optimizer
 from sal_jax.records import LevelRun, Progress
@@ -112,15 +112,6 @@ def use_teacher_cache(config: ml_collections.ConfigDict, guidance: Guidance | No
     holds all the data (several processes fall back to the teacher forward in every step)."""
     return (guidance is not None and guidance.active and config.guidance.cache_teacher
             and not config.data.augment and jax.process_count() == 1)
-
-
-def host_device() -> jax.Device | None:
-    """This process's first CPU device, where levels are initialised; None if the CPU backend is off
-    (JAX_PLATFORMS without cpu)."""
-    try:
-        return jax.local_devices(backend="cpu")[0]
-    except RuntimeError:
-        return None
 
 
 def run_key(seed: int, level: int, round_: int) -> jax.Array:

@@ -75,3 +75,12 @@ def predict(module: nn.Module, variables: Variables, x: jax.Array) -> jax.Array:
     """Logits of a trained level in inference mode (BatchNorm uses its running statistics)."""
     (logits, _), _ = apply_level(module, variables, x, train=False)
     return logits
+
+
+def host_device() -> jax.Device | None:
+    """This process's first CPU device, where levels are initialised; None if the CPU backend is off
+    (JAX_PLATFORMS without cpu)."""
+    try:
+        return jax.local_devices(backend="cpu")[0]
+    except RuntimeError:
+        return None

@@ -33,7 +33,7 @@ from sal_jax.chunks import finite
 from sal_jax.data.arrays import batch_indices, epoch_order
 from sal_jax.errors import ConfigError
 from sal_jax.guidance import Guidance, weight_schedule
-from sal_jax.levels import Variables
+from sal_jax.levels import Variables, host_device
 from sal_jax.optimizers import OPTIMIZERS
 from sal_jax.parallel import DATA
 from sal_jax.step import Augment, Batch, Metrics, TrainState, eval_step_fn, init_state, train_step_fn
@@ -81,20 +81,11 @@ def member_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransfor
     return optax.inject_hyperparams(lambda learning_rate: OPTIMIZERS[name](learning_rate))(train.learning_rate)
 
 
-
-def _host_device() -> jax.Device | None:
-    """Where levels are initialised, as the level loop's setup does: this process's first CPU device."""
-    try:
-        return jax.local_devices(backend="cpu")[0]
-    except RuntimeError:
-        return None
-
-
 def initial_states(student: nn.Module, tx: optax.GradientTransformation, sample_x: np.ndarray,
                    seeds: Sequence[int], level: int, guidance: Guidance | None = None) -> TrainState:
     """The members' initial states, stacked: member i's is a lone run's of seed seeds[i] (the same key,
     fold_in(key(seed), level), initialised op by op on the CPU as the level loop's setup does: the same bits)."""
-    with jax.default_device(_host_device()):
+    with jax.default_device(host_device()):
         x = jnp.asarray(sample_x)
         return stack([init_state(student, tx, jax.random.fold_in(jax.random.key(seed), level), x, guidance)
                       for seed in seeds])
