@@ -18,6 +18,10 @@ d_z, two-sided paired t-test), Holm-adjusted across the rows of its table:
   weights is judged on the plain GLAI's last-epoch minus freeze-epoch test accuracy.
 - pruning: the pruned plain GLAI's accuracy minus the unpruned one's, per kept fraction of hidden units
   and of value weights (no retraining).
+Each row shows the test set's majority-class rate; a cell whose two compared models both score below it is
+"uninformative". The summary (`summary_lines`) gives, per claim, the sign of every cell's estimate and a
+two-sided sign test over the cells: eight negative estimates of eight are a finding (p = 0.008) even when
+no cell is significant alone.
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ from matplotlib.figure import Figure
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from claims import Claim, _num, _p, claim_rows, final, judged, read_results, size_label  # noqa: E402
+from claims import (Claim, _num, _p, claim_rows, context_of, final, judged, read_results,  # noqa: E402
+                    sign_line, size_label)
 from sal_jax import stats  # noqa: E402
 
 PRUNING_WORDS = {"holds": "gains accuracy", "reversed": "loses accuracy"}  # the verdicts of "pruning loses nothing"
@@ -72,22 +77,21 @@ def time_to_target(record: dict[str, Any], target: float) -> tuple[float, int]:
     return math.inf, -1
 
 
-def accuracy_claims(pairs) -> list[Claim]:
+def accuracy_claims(pairs, data: dict[str, Any] | None = None) -> list[Claim]:
+    """The accuracy claims per size; `data` (the run's config.data) gives each cell's majority-class rate."""
     rows = []
     for size, g, m in pairs:
         plain = "plain_epoch_matched"
         at_glai_time = np.array([accuracy_at_time(mr[plain]["history"], gr[plain]["train_time"])
                                  for gr, mr in zip(g["runs"], m["runs"])])
-        rows += [("GLAI beats the MLP of equal params (plain, same epochs)", size,
-                  stats.paired_summary(final(g["runs"], plain) - final(m["runs"], plain))),
-                 ("GLAI beats the MLP at GLAI's training time", size,
-                  stats.paired_summary(final(g["runs"], plain) - at_glai_time)),
-                 ("SAL over GLAI levels beats plain GLAI", size,
-                  stats.paired_summary(final(g["runs"], "sal") - final(g["runs"], plain))),
-                 ("SAL over GLAI levels beats the plain MLP", size,
-                  stats.paired_summary(final(g["runs"], "sal") - final(m["runs"], plain))),
-                 ("SAL over MLP levels beats the plain MLP", size,
-                  stats.paired_summary(final(m["runs"], "sal") - final(m["runs"], plain)))]
+        for claim, a, b in (
+                ("GLAI beats the MLP of equal params (plain, same epochs)", final(g["runs"], plain),
+                 final(m["runs"], plain)),
+                ("GLAI beats the MLP at GLAI's training time", final(g["runs"], plain), at_glai_time),
+                ("SAL over GLAI levels beats plain GLAI", final(g["runs"], "sal"), final(g["runs"], plain)),
+                ("SAL over GLAI levels beats the plain MLP", final(g["runs"], "sal"), final(m["runs"], plain)),
+                ("SAL over MLP levels beats the plain MLP", final(m["runs"], "sal"), final(m["runs"], plain))):
+            rows.append((claim, size, stats.paired_scores(a, b), context_of(data, g, a, b)))
     return judged(rows)
 
 
@@ -171,27 +175,31 @@ def freeze_accuracy(record: dict[str, Any]) -> float:
     return record["history"][len(frozen) - 1]["test_accuracy"] * 100
 
 
-def structure_claims(pairs) -> list[Claim]:
+def structure_claims(pairs, data: dict[str, Any] | None = None) -> list[Claim]:
     """"The structure stabilises before the weights": the plain GLAI level's test accuracy still rises
     after its structure froze (last epoch minus the freeze epoch, per seed; every epoch is evaluated)."""
     rows = []
     for size, g, _ in pairs:
         records = [r["plain_epoch_matched"] for r in g["runs"]]
-        gain = np.array([rec["final_test_accuracy"] * 100 - freeze_accuracy(rec) for rec in records])
-        rows.append(("the weights keep learning after the structure froze (plain GLAI)", size, stats.paired_summary(gain)))
+        last = np.array([rec["final_test_accuracy"] * 100 for rec in records])
+        at_freeze = np.array([freeze_accuracy(rec) for rec in records])
+        rows.append(("the weights keep learning after the structure froze (plain GLAI)", size,
+                     stats.paired_scores(last, at_freeze), context_of(data, g, last, at_freeze)))
     return judged(rows)
 
 
-def pruning_claims(pruning: dict[str, Any]) -> list[Claim]:
+def pruning_claims(pruning: dict[str, Any], data: dict[str, Any] | None = None) -> list[Claim]:
+    """Pruned minus unpruned plain GLAI per kept fraction; the test set (so its majority class) is the run's."""
     rows = []
     for size, cell in pruning["cells"].items():
         full, params = np.array(cell["accuracy"]["none"]) * 100, cell["params"]
         for name, accuracy in cell["accuracy"].items():
             if name != "none":
                 what, keep = name.split()
+                pruned = np.array(accuracy) * 100
                 rows.append((f"keeping {float(keep):.0%} of the {'hidden units' if what == 'units' else 'value weights'} "
                              "loses nothing", f"{size}; {params[name]:,} of {params['none']:,} params",
-                             stats.paired_summary(np.array(accuracy) * 100 - full)))
+                             stats.paired_scores(pruned, full), context_of(data, {}, pruned, full)))
     return judged(rows)
 
 
@@ -225,13 +233,14 @@ def plots(pairs, folder: str) -> list[str]:
 
 def run_claims(folder: str) -> dict[str, list]:
     """Every judged claim of one glai.py run: {"accuracy": [Claim], "time": [TimeClaim], "pruning": [Claim]}."""
-    pairs = paired_cells(read_results(folder))
+    results = read_results(folder)
+    pairs, data = paired_cells(results), results["config"]["data"]
     pruning_path = os.path.join(folder, "pruning.json")
     pruning = []
     if os.path.exists(pruning_path):
         with open(pruning_path) as f:
-            pruning = pruning_claims(json.load(f))
-    return {"accuracy": accuracy_claims(pairs) + structure_claims(pairs), "time": time_claims(pairs),
+            pruning = pruning_claims(json.load(f), data)
+    return {"accuracy": accuracy_claims(pairs, data) + structure_claims(pairs, data), "time": time_claims(pairs),
             "pruning": pruning}
 
 
@@ -253,38 +262,41 @@ def summary_lines(runs: list[tuple[str, dict[str, list]]]) -> list[str]:
             chosen = [(run, c) for run, claims in runs for c in claims[kind] if name(c) == label]
             counts: dict[str, int] = {}
             for _, c in chosen:
-                key = c.verdict.split(" (")[0].split(" larger")[0]
+                key = c.verdict if kind == "time" else stats.category(c.verdict)
                 key = words.get(key, key)
                 counts[key] = counts.get(key, 0) + 1
+            estimates = [c.summary.mean for _, c in chosen]
+            signs = sign_line(estimates, "> 1", "< 1") if kind == "time" else sign_line(estimates)
             sig = [shown(run, c, f"{c.ratio(c.summary.mean)}x" if kind == "time" else _num(c.summary.mean),
                          c.ratio(c.summary.ci_low) if kind == "time" else _num(c.summary.ci_low),
                          c.ratio(c.summary.ci_high) if kind == "time" else _num(c.summary.ci_high))
                    + f": {words.get(c.verdict, c.verdict)}" for run, c in chosen if significant(c)]
             listed = "; ".join(sig[:3]) + (f"; and {len(sig) - 3} more" if len(sig) > 3 else "")
             lines.append(f"- {label}: " + ", ".join(f"{k} {n}" for k, n in counts.items())
-                         + (f" of {len(chosen)}" if counts else "") + (f"; significant: {listed}" if sig else ""))
+                         + (f" of {len(chosen)}" if counts else "") + f"; {signs}"
+                         + (f"; significant: {listed}" if sig else ""))
     return lines
 
 
 def section(folder: str, link_prefix: str = "") -> list[str]:
     """The markdown of one glai.py run (without its title)."""
     results = read_results(folder)
-    pairs = paired_cells(results)
+    pairs, data = paired_cells(results), results["config"]["data"]
     threshold = results["config"]["glai"]["flip_threshold"]
-    lines = ["### Accuracy", ""] + claim_rows(accuracy_claims(pairs), "difference") + [""]
+    lines = ["### Accuracy", ""] + claim_rows(accuracy_claims(pairs, data), "difference") + [""]
     lines += ["\"At GLAI's training time\": the MLP's test accuracy at the last epoch it finished within GLAI's "
               "training time (every epoch is evaluated); where GLAI took longer than the MLP's whole run, the "
               "MLP's last epoch, i.e. the MLP had less time (favourable to GLAI).", ""]
     lines += ["### Training time (ratios GLAI / MLP: geometric means over seeds, CI and test on the logs)", ""]
     lines += time_table(time_claims(pairs)) + [""]
     lines += ["### When the structure froze", ""] + structure_lines(pairs, threshold) + [""]
-    lines += claim_rows(structure_claims(pairs), "last − at the freeze") + [""]
+    lines += claim_rows(structure_claims(pairs, data), "last − at the freeze") + [""]
     pruning_path = os.path.join(folder, "pruning.json")
     if os.path.exists(pruning_path):
         with open(pruning_path) as f:
             pruning = json.load(f)
         lines += ["### Path-norm pruning of the plain GLAI level (values only; the structure stays whole)", ""]
-        lines += claim_rows(pruning_claims(pruning), "pruned − unpruned", PRUNING_WORDS) + [""]
+        lines += claim_rows(pruning_claims(pruning, data), "pruned − unpruned", PRUNING_WORDS) + [""]
     lines += [f"![GLAI {size}]({link_prefix}{name})" for (size, *_), name in zip(pairs, plots(pairs, folder))]
     return lines
 

@@ -3,20 +3,45 @@
     python experiments/make_results.py [RESULTS_DIR [OUT]]    (default: experiments/results experiments/RESULTS.md)
 
 Verdicts are computed, not written by hand, with `sal_jax.stats` (its docstring has the formulas). A
-claim is "SAL's bottom model beats a plain baseline (epoch- or time-matched)" in one cell. SAL and a
-baseline of the same seed share initial weights and batch order, so each claim is judged on the per-seed
+headline claim is "SAL's bottom model beats a plain baseline (epoch- or time-matched)" in one cell. SAL and
+a baseline of the same seed share initial weights and batch order, so each claim is judged on the per-seed
 differences d = SAL - plain in last-epoch test accuracy (points): n, mean, 95% t CI, Cohen's d_z and the
 two-sided paired t-test's p, Holm-adjusted across one experiment's claim table (both baselines x every
 cell). The verdict: "holds" / "reversed" when the adjusted p < 0.05 (sign of the mean), else "no
 difference larger than X points" when the CI lies within +-X <= stats.PRACTICAL_THRESHOLD, else
-"inconclusive (CI from a to b)"; "inconclusive (one seed)" with one seed. "Larger gain with less data"
-and "more stable across seeds" are reported descriptively (means and stds, untested). RESULTS.md opens
-with a summary of every claim grouped by verdict.
+"inconclusive (CI from a to b)"; "inconclusive (one seed)" with one seed, "inconclusive (no spread: ...)"
+when every seed differs by the same amount (no test).
+
+Not evidence either way: a cell where every run of both methods scores the same ("ceiling: every run
+scores 100.0%"; no test, so no p and no place in a Holm family), and a cell whose models (SAL's bottom and
+both plain baselines, mean accuracy) all score below the test set's majority-class rate ("uninformative
+(below the majority class)"; kept in its Holm family, which stays conservative; the rate from the cell's
+dataset record's "majority", else from the test labels, claims.majority_of; "unknown" when the data cannot
+be read).
+
+The summary counts each run once: a cell whose seeds and per-seed SAL and epoch-matched accuracies equal
+an earlier experiment's cell exactly (the same runs, reported twice) is listed as "same runs as ..." and
+left out of the counts and of the global family. Beside the per-experiment families, one Holm family over
+all distinct headline claims (global): the summary states both and lists the verdicts it changes.
+
+The seed's other two claims, tested:
+- "larger gains with less data": per experiment with >= 3 training-set sizes and per baseline, the OLS
+  slope of the per-seed gains on log10(training-set size) (stats.slope_test; points per tenfold data),
+  Holm-adjusted across every such slope; "holds" when significantly negative.
+- "smaller spread across seeds": per cell, SAL's bottom against plain (epoch-matched), the Pitman-Morgan
+  test of equal variances for paired samples with its CI on the SD ratio SAL / plain (stats.pitman_morgan;
+  the CI inverts the same test, no bootstrap), Holm-adjusted across the experiment's cells; "holds" when
+  SAL's SD is significantly smaller, "reversed" when larger.
+Every mean ± std in the tables this file writes is the sample SD (ddof = 1). RESULTS.md opens with a
+summary of every claim grouped by verdict.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +49,8 @@ import numpy as np
 sys.path[:0] = [os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "..")]  # *_results; sal_jax
 import glai_results  # noqa: E402
 import sparse_results  # noqa: E402
-from claims import Claim, _num, _p, judged, read_results, verdict_label  # noqa: E402,F401 (used by importers too)
+from claims import (Claim, CellContext, _num, _p, counts_as_evidence, judge, judged, majority_of,  # noqa: E402,F401
+                    read_results, verdict_label)  # (also used by importers)
 from sal_jax import report, stats  # noqa: E402
 from sal_jax.sweep import point_label  # noqa: E402
 
@@ -110,15 +136,180 @@ def bottom_accuracies(cell: dict[str, Any], method: str) -> np.ndarray:
 COMPARED = ("plain, epoch-matched", "plain, time-matched")
 
 
+def cell_context(results: dict[str, Any], cell: dict[str, Any]) -> CellContext:
+    """The cell's majority-class rate and the mean accuracy of its three models (SAL's bottom, both plain)."""
+    means = tuple(float(bottom_accuracies(cell, m).mean()) for m in ("SAL",) + COMPARED)
+    return CellContext(majority_of(results["config"]["data"], cell), means)
+
+
 def claims(results: dict[str, Any]) -> list[Claim]:
     """One claim per baseline and cell (the rows of the experiment's claim table, in order), Holm-adjusted
     together: the table is the family."""
     rows = []
     for baseline in COMPARED:
         for cell in results["cells"]:
-            diff = bottom_accuracies(cell, "SAL") - bottom_accuracies(cell, baseline)
-            rows.append((baseline, cell_name(cell), stats.paired_summary(diff)))
+            summary = stats.paired_scores(bottom_accuracies(cell, "SAL"), bottom_accuracies(cell, baseline))
+            rows.append((baseline, cell_name(cell), summary, cell_context(results, cell)))
     return judged(rows)
+
+
+@dataclass
+class Experiment:
+    """One headline experiment: its results, claims (after `same_runs` and `global_holm`), and the
+    tests of the seed's other claims."""
+
+    folder: str
+    name: str
+    results: dict[str, Any]
+    claims: list[Claim]
+    trend: list["TrendClaim"] = dataclasses.field(default_factory=list)
+    spread: list["SpreadClaim"] = dataclasses.field(default_factory=list)
+
+
+def runs_key(cell: dict[str, Any]) -> tuple:
+    """What makes two cells the same runs: the seeds and the per-seed SAL bottom and epoch-matched plain
+    accuracies, exactly (the time-matched baseline is re-timed in every run, so it never matches)."""
+    seeds = tuple(r["seed"] for r in cell["runs"])
+    return (seeds,) + tuple(tuple(bottom_accuracies(cell, m).tolist()) for m in ("SAL", "plain, epoch-matched"))
+
+
+def same_runs(experiments: list[Experiment]) -> dict[tuple[str, str], str]:
+    """{(experiment, cell name): where the same runs were met first} for every cell reported twice."""
+    seen, found = {}, {}
+    for e in experiments:
+        for cell in e.results["cells"]:
+            key, here = runs_key(cell), f"{e.name}, {short_cell_name(cell)}"
+            if key in seen:
+                found[(e.name, cell_name(cell))] = seen[key]
+            else:
+                seen[key] = here
+    return found
+
+
+def mark_same_runs(experiments: list[Experiment]) -> None:
+    """Marks every claim of a cell reported before (Claim.same_runs_as): counted once in the summary."""
+    twice = same_runs(experiments)
+    for e in experiments:
+        e.claims = [dataclasses.replace(c, same_runs_as=twice.get((e.name, c.cell), "")) for c in e.claims]
+
+
+def global_holm(experiments: list[Experiment]) -> None:
+    """One Holm family over every distinct headline claim (those repeating runs left out, the uninformative
+    ones kept, as in the tables' families): p_global, verdict_global."""
+    every = [(e, i, c) for e in experiments for i, c in enumerate(e.claims)]
+    counted = [not c.same_runs_as for _, _, c in every]
+    adjusted = stats.holm([c.summary.p if ok else math.nan for (_, _, c), ok in zip(every, counted)])
+    for (e, i, c), ok, p in zip(every, counted, adjusted):
+        e.claims[i] = dataclasses.replace(c, p_global=p, verdict_global=judge(c.summary, p, c.context) if ok else "")
+
+
+@dataclass(frozen=True)
+class TrendClaim:
+    """"Larger gains with less data" for one experiment and baseline: the slope of the per-seed gains on
+    log10(training-set size), points per tenfold data."""
+
+    baseline: str
+    sizes: int
+    slope: stats.SlopeSummary
+    p_holm: float
+
+    @property
+    def verdict(self) -> str:
+        s = self.slope
+        if self.p_holm < stats.ALPHA:
+            return "holds (the gain shrinks with more data)" if s.slope < 0 else "reversed (the gain grows with data)"
+        return "not shown" + (f" (slope CI from {s.ci_low:+.2f} to {s.ci_high:+.2f})" if np.isfinite(s.ci_low) else "")
+
+
+def trend_rows(e: Experiment) -> list[tuple[str, int, stats.SlopeSummary]]:
+    """(baseline, sizes, slope) per baseline for an experiment with >= 3 training-set sizes whose cells count
+    as evidence; [] otherwise."""
+    rows = []
+    for baseline in COMPARED:
+        x, y, sizes = [], [], set()
+        for cell in e.results["cells"]:
+            claim = next(c for c in e.claims if c.baseline == baseline and c.cell == cell_name(cell))
+            if not counts_as_evidence(claim):
+                continue
+            gains = bottom_accuracies(cell, "SAL") - bottom_accuracies(cell, baseline)
+            x += [math.log10(cell["dataset"]["train"])] * len(gains)
+            y += gains.tolist()
+            sizes.add(cell["dataset"]["train"])
+        if len(sizes) >= 3:
+            rows.append((baseline, len(sizes), stats.slope_test(x, y)))
+    return rows
+
+
+def trend_claims(experiments: list[Experiment]) -> None:
+    """Every experiment's slopes, Holm-adjusted together (one family: the claim "larger gains with less data")."""
+    rows = [(e, row) for e in experiments for row in trend_rows(e)]
+    adjusted = stats.holm([row[2].p for _, row in rows])
+    for (e, (baseline, sizes, slope)), p in zip(rows, adjusted):
+        e.trend.append(TrendClaim(baseline, sizes, slope, p))
+
+
+@dataclass(frozen=True)
+class SpreadClaim:
+    """"SAL is more stable across seeds" in one cell: Pitman-Morgan, SAL's bottom against plain (epoch-matched)."""
+
+    cell: str
+    test: stats.VarianceRatio
+    p_holm: float
+    same_runs_as: str = ""
+    below_majority: bool = False  # every model below the majority class: no evidence (kept in the family)
+
+    @property
+    def verdict(self) -> str:
+        t = self.test
+        if self.below_majority:
+            return "uninformative (below the majority class)"
+        if np.isnan(t.p):
+            return "not tested (" + ("fewer than 3 seeds" if t.n < 3 else "an SD is 0") + ")"
+        if self.p_holm < stats.ALPHA:
+            return "holds (SAL less variable)" if t.ratio < 1 else "reversed (SAL more variable)"
+        return f"not shown (SD ratio CI from {t.ci_low:.2f} to {t.ci_high:.2f})"
+
+
+def spread_claims(e: Experiment) -> None:
+    """The experiment's cells' variance tests, Holm-adjusted across its cells (the experiment's family)."""
+    tests = [stats.pitman_morgan(bottom_accuracies(cell, "SAL"), bottom_accuracies(cell, "plain, epoch-matched"))
+             for cell in e.results["cells"]]
+    first = {c.cell: c for c in reversed(e.claims)}  # a cell's first claim: its duplicate mark and context
+    adjusted = stats.holm([t.p for t in tests])
+    e.spread = [SpreadClaim(cell_name(cell), t, p, first[cell_name(cell)].same_runs_as,
+                            first[cell_name(cell)].context.below_majority)
+                for cell, t, p in zip(e.results["cells"], tests, adjusted)]
+
+
+def trend_lines(e: Experiment) -> list[str]:
+    if not e.trend:
+        sizes = len({cell["dataset"]["train"] for cell in e.results["cells"]})
+        return [f"- Larger gain with less data: not tested ({sizes} training-set size{'s' * (sizes != 1)}; the "
+                "test needs 3 or more)."] if sizes > 1 else []
+    lines = ["**Larger gain with less data**: slope of the per-seed gain SAL − plain on log10(training-set size), "
+             "least squares over every seed and size (points per tenfold data); p Holm-adjusted across every "
+             "experiment's slopes.", "",
+             "| baseline | sizes | points (seeds × sizes) | slope (pts / decade) | 95% CI | p (Holm) | verdict |",
+             "|" + " --- |" * 7]
+    for t in e.trend:
+        s = t.slope
+        lines.append(f"| {t.baseline} | {t.sizes} | {s.n} | {s.slope:+.2f} | {s.ci_low:+.2f} to {s.ci_high:+.2f} | "
+                     f"{_p(t.p_holm)} | **{t.verdict}** |")
+    return lines
+
+
+def spread_lines(e: Experiment) -> list[str]:
+    lines = ["**More stable across seeds**: SD over seeds (ddof = 1) of SAL's bottom and plain (epoch-matched), "
+             "Pitman–Morgan test of equal variances for paired samples, 95% CI of the SD ratio by inverting the "
+             "same test; p Holm-adjusted across this experiment's cells.", "",
+             "| training set | seeds | SD SAL | SD plain | SD ratio SAL / plain | 95% CI | p (Holm) | verdict |",
+             "|" + " --- |" * 8]
+    for c in e.spread:
+        t = c.test
+        ci = f"{t.ci_low:.2f} to {t.ci_high:.2f}" if np.isfinite(t.ci_low) else "–"
+        lines.append(f"| {c.cell} | {t.n} | {t.sd_a:.1f} | {t.sd_b:.1f} | {t.ratio:.2f} | {ci} | {_p(c.p_holm)} | "
+                     f"**{c.verdict}** |")
+    return lines
 
 
 def setting_claims(results: dict[str, Any]) -> list[Claim]:
@@ -134,10 +325,9 @@ def setting_claims(results: dict[str, Any]) -> list[Claim]:
             continue
         if [r["seed"] for r in cell["runs"]] != [r["seed"] for r in base["runs"]]:
             raise ValueError(f"{cell_name(cell)}: its seeds differ from the default point's: cannot pair them")
-        diff = bottom_accuracies(cell, "SAL") - bottom_accuracies(base, "SAL")
+        summary = stats.paired_scores(bottom_accuracies(cell, "SAL"), bottom_accuracies(base, "SAL"))
         other = another_bottom(results, cell)
-        rows.append(("SAL at the default", cell_name(cell) + (f" {ANOTHER_BOTTOM}" if other else ""),
-                     stats.paired_summary(diff)))
+        rows.append(("SAL at the default", cell_name(cell) + (f" {ANOTHER_BOTTOM}" if other else ""), summary))
     return judged(rows)
 
 
@@ -178,8 +368,7 @@ def sensitivity_summary(found: list[tuple[str, list[Claim], list[Claim]]]) -> li
     for name, cl, settings in found:
         counts = {}
         for c in cl:
-            key = "holds" if c.verdict == "holds" else "reversed" if c.verdict == "reversed" else (
-                "no difference" if c.verdict.startswith("no difference") else "inconclusive")
+            key = stats.category(c.verdict)
             counts[key] = counts.get(key, 0) + 1
         label = lambda c: c.cell.split(" (")[0] + (f" {ANOTHER_BOTTOM}" if ANOTHER_BOTTOM in c.cell else "")
         better = [label(c) for c in settings if c.verdict == "holds"]
@@ -207,77 +396,151 @@ def short_cell_name(cell: dict[str, Any]) -> str:
     return ", ".join(filter(None, [size, point_label(cell.get("point", {}))]))
 
 
-def claim_table(cl: list[Claim]) -> list[str]:
-    lines = ["| claim: SAL beats | training set | seeds | SAL − plain (pts) | 95% CI | d_z | p (Holm) | verdict |",
-             "|" + " --- |" * 8]
+
+
+def claim_table(cl: list[Claim], global_column: bool = True) -> list[str]:
+    """An experiment's claim table; `global_column` adds the p-value of one Holm family over all claims."""
+    extra = " p (Holm, all claims) |" if global_column else ""
+    lines = ["| claim: SAL beats | training set | majority class (%) | seeds | SAL − plain (pts) | 95% CI | d_z "
+             f"| p (Holm) |{extra} verdict |", "|" + " --- |" * (9 + global_column)]
     for c in cl:
         s = c.summary
-        lines.append(f"| {c.baseline} | {c.cell} | {s.n} | {_num(s.mean)} | "
+        lines.append(f"| {c.baseline} | {c.cell} | {c.context.majority_text()} | {s.n} | {_num(s.mean)} | "
                      + ("–" if s.n < 2 else f"{_num(s.ci_low)} to {_num(s.ci_high)}")
-                     + f" | {_num(s.d_z, '+.2f')} | {_p(c.p_holm)} | **{verdict_label(c)}** |")
+                     + f" | {_num(s.d_z, '+.2f')} | {_p(c.p_holm)} |"
+                     + (f" {_p(c.p_global)} |" if global_column else "")
+                     + f" **{verdict_label(c)}**" + global_note(c) + " |")
     if any(c.significant_unadjusted_only for c in cl):
         lines += ["", "† The unadjusted 95% CI excludes 0, but the Holm-adjusted p is not below 0.05: not "
                   "significant once the table's other claims are accounted for."]
     return lines
 
 
-def verdict_lines(results: dict[str, Any], cl: list[Claim]) -> list[str]:
-    cells = results["cells"]
-    lines = claim_table(cl) + [""]
-    if len({cell["per_class"] for cell in cells}) > 1:  # a sweep over training-set sizes
-        small, large = cells[0], cells[-1]
-        mean = {c.cell: c.summary.mean for c in cl if c.baseline == "plain, epoch-matched"}
-        d_small, d_large = mean[cell_name(small)], mean[cell_name(large)]
-        lines.append(f"- Larger gain with less data (descriptive: means only, not tested, not in the Holm family): "
-                     f"SAL − plain (epoch-matched) is {d_small:+.1f} pts at {cell_name(small)} vs {d_large:+.1f} "
-                     f"pts at {cell_name(large)}; see the two cells' CIs above")
-    spread = []
-    for cell in cells:
-        s_sal, s_plain = bottom_accuracies(cell, "SAL").std(), bottom_accuracies(cell, "plain, epoch-matched").std()
-        spread.append(f"{cell_name(cell)}: std {s_sal:.1f} vs {s_plain:.1f}")
-    lower = sum(bottom_accuracies(c, "SAL").std() < bottom_accuracies(c, "plain, epoch-matched").std() for c in cells)
-    lines.append("- More stable across seeds (descriptive: std of SAL bottom vs plain epoch-matched): "
-                 + "; ".join(spread) + f" → lower for SAL in {lower} of {len(cells)} cells")
+def global_note(c: Claim) -> str:
+    """What the claim table adds to a verdict: where the same runs are counted, or the verdict under one
+    Holm family over all claims when it differs."""
+    if c.same_runs_as:
+        return f" (same runs as {c.same_runs_as}: counted there)"
+    if changed_globally(c):
+        return f"; over all claims: {c.verdict_global}"
+    return ""
+
+
+def changed_globally(c: Claim) -> bool:
+    return bool(c.verdict_global) and stats.category(c.verdict_global) != stats.category(c.verdict)
+
+
+def secondary_lines(e: Experiment) -> list[str]:
+    """The tests of the seed's other claims, below the experiment's claim table."""
+    trend = trend_lines(e)
+    return trend + ([""] if trend else []) + spread_lines(e)
+
+
+def cell_list(cl: list[Claim]) -> str:
+    """'vs plain, epoch-matched: 500/class +65.0 (+55.1 to +74.9); ... — vs plain, time-matched: ...'."""
+    by_baseline = []
+    for baseline in COMPARED:
+        parts = [f"{c.cell.split(' (')[0]} {_num(c.summary.mean)} ({_num(c.summary.ci_low)} to "
+                 f"{_num(c.summary.ci_high)})" + (" †" if c.significant_unadjusted_only else "")
+                 for c in cl if c.baseline == baseline]
+        if parts:
+            by_baseline.append(f"vs {baseline}: " + "; ".join(parts))
+    return " — ".join(by_baseline)
+
+
+GROUPS = {"holds": "Holds (SAL significantly better)", "reversed": "Reversed (plain significantly better)",
+          "no difference": f"No difference larger than {stats.PRACTICAL_THRESHOLD:g} point",
+          "inconclusive": f"Inconclusive (not significant, CI wider than ±{stats.PRACTICAL_THRESHOLD:g} point, "
+                          "or no spread to test)",
+          "not evidence": "Not evidence either way (every model below the test set's majority class, or every run "
+                          "scoring the same)"}
+
+
+def verdict_groups(experiments: list[Experiment], distinct: list[Claim]) -> list[str]:
+    """One line per verdict (per-experiment families, and the count under the global family), then one
+    line per experiment listing its claims with that verdict."""
+    lines = []
+    for key, title in GROUPS.items():
+        count = sum(stats.category(c.verdict) == key for c in distinct)
+        overall = sum(stats.category(c.verdict_global or c.verdict) == key for c in distinct)
+        lines.append(f"- **{title}**: {count} of {len(distinct)} (one family over all claims: {overall})"
+                     + (":" if count else "."))
+        for e in experiments:
+            chosen = [c for c in e.claims if not c.same_runs_as and stats.category(c.verdict) == key]
+            if chosen:
+                lines.append(f"  - {e.name}: {cell_list(chosen)}")
     return lines
 
 
-def summary_lines(found: list[tuple[str, list[Claim]]], missing: list[str]) -> list[str]:
-    """The one-screen summary: every claim, grouped by verdict, then by experiment (a line) and baseline."""
-    every = [c for _, cl in found for c in cl]
+def changed_lines(experiments: list[Experiment], distinct: list[Claim]) -> list[str]:
+    changed = [(e, c) for e in experiments for c in e.claims if not c.same_runs_as and changed_globally(c)]
+    text = "; ".join(f"{e.name}, vs {c.baseline}, {c.cell.split(' (')[0]}: {stats.category(c.verdict)} → "
+                     f"{stats.category(c.verdict_global)} (p {_p(c.p_holm)} → {_p(c.p_global)})" for e, c in changed)
+    return [f"- **Under one Holm family over all {len(distinct)} distinct claims** (the stricter reading), "
+            + (f"{len(changed)} verdict{'s' * (len(changed) != 1)} change: {text}." if changed
+               else "no verdict changes.")]
+
+
+def same_runs_lines(experiments: list[Experiment]) -> list[str]:
+    twice = {(e.name, c.cell.split(" (")[0]): c.same_runs_as for e in experiments for c in e.claims if c.same_runs_as}
+    return [f"- **Counted once**: {name}, {cell} are the same runs as {first} (seeds and per-seed SAL and "
+            "epoch-matched accuracies identical; only the time-matched baseline was re-timed): its claims stay "
+            "in its table, not in these counts." for (name, cell), first in twice.items()]
+
+
+def trend_summary(experiments: list[Experiment]) -> list[str]:
+    rows = [f"{e.name}, vs {t.baseline}: {t.slope.slope:+.2f} pts per tenfold data ({t.slope.ci_low:+.2f} to "
+            f"{t.slope.ci_high:+.2f}), p (Holm) {_p(t.p_holm)}: {t.verdict.split(' (')[0]}"
+            for e in experiments for t in e.trend]
+    return ["- **Larger gains with less data** (slope of the per-seed gain on log10(training-set size), experiments "
+            "with ≥ 3 sizes; Holm across the slopes): " + ("; ".join(rows) if rows else "no experiment has 3 sizes")
+            + "."]
+
+
+def spread_summary(experiments: list[Experiment]) -> list[str]:
+    distinct = [(e, c) for e in experiments for c in e.spread if not c.same_runs_as]
+    counts: dict[str, int] = {}
+    for _, c in distinct:
+        counts[c.verdict.split(" (")[0]] = counts.get(c.verdict.split(" (")[0], 0) + 1
+    significant = [f"{e.name} {c.cell.split(' (')[0]} SD {c.test.sd_a:.1f} vs {c.test.sd_b:.1f}: "
+                   f"{c.verdict.split(' (')[0]}" for e, c in distinct if c.verdict.startswith(("holds", "reversed"))]
+    widest = max(((e, c) for e, c in distinct if np.isfinite(c.test.ratio)), key=lambda ec: ec[1].test.ratio,
+                 default=None)
+    return ["- **Smaller spread across seeds** (SD of SAL's bottom vs plain epoch-matched per distinct cell, "
+            "Pitman–Morgan test, Holm across each experiment's cells): "
+            + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" of {len(distinct)}"
+            + (f"; significant: {'; '.join(significant)}" if significant else "")
+            + (f"; largest SD ratio SAL / plain {widest[1].test.ratio:.1f} ({widest[1].test.sd_a:.1f} vs "
+               f"{widest[1].test.sd_b:.1f} points, {widest[0].name} {widest[1].cell.split(' (')[0]})" if widest else "")
+            + "."]
+
+
+def summary_lines(experiments: list[Experiment], missing: list[str]) -> list[str]:
+    """The one-screen summary: every distinct claim, grouped by verdict, then by experiment (a line) and
+    baseline; the verdicts one family over all claims changes; the seed's other two claims."""
+    every = [c for e in experiments for c in e.claims]
+    distinct = [c for c in every if not c.same_runs_as]
+    evidence = [c for c in distinct if counts_as_evidence(c)]
     seeds = sorted({c.summary.n for c in every})
-    groups = {"holds": ("Holds (SAL significantly better)", lambda v: v == "holds"),
-              "reversed": ("Reversed (plain significantly better)", lambda v: v == "reversed"),
-              "none": (f"No difference larger than {stats.PRACTICAL_THRESHOLD:g} point",
-                       lambda v: v.startswith("no difference")),
-              "inconclusive": ("Inconclusive (not significant, CI wider than "
-                               f"±{stats.PRACTICAL_THRESHOLD:g} point)", lambda v: v.startswith("inconclusive"))}
     lines = ["## Summary", "",
              f"Computed from the claim tables below: {len(every)} claims \"SAL's bottom model beats the plain "
-             "one\" (epoch- or time-matched), one per experiment, training-set size and baseline, each judged on "
-             "the paired per-seed differences SAL − plain in last-epoch test accuracy "
-             f"({' or '.join(map(str, seeds))} seeds each, per experiment below): mean difference in points and its 95% CI; significance by "
-             "the p-value Holm-adjusted across the claims of the experiment's table.", ""]
-    for title, match in groups.values():
-        chosen = [(name, [c for c in cl if match(c.verdict)]) for name, cl in found]
-        count = sum(len(cl) for _, cl in chosen)
-        lines.append(f"- **{title}**: {count} of {len(every)}" + (":" if count else "."))
-        for name, cl in chosen:  # one line per experiment (both baselines): the summary stays one screen
-            by_baseline = []
-            for baseline in COMPARED:
-                parts = [f"{c.cell.split(' (')[0]} {_num(c.summary.mean)} ({_num(c.summary.ci_low)} to "
-                         f"{_num(c.summary.ci_high)})" + (" †" if c.significant_unadjusted_only else "")
-                         for c in cl if c.baseline == baseline]
-                if parts:
-                    by_baseline.append(f"vs {baseline}: " + "; ".join(parts))
-            if by_baseline:
-                lines.append(f"  - {name}: " + " — ".join(by_baseline))
-    if any(c.significant_unadjusted_only for c in every):
+             "one\" (epoch- or time-matched), one per experiment, training-set size and baseline; "
+             f"{len(every) - len(distinct)} of them repeat runs counted elsewhere, so **{len(distinct)} distinct "
+             f"claims are counted**, of which {len(distinct) - len(evidence)} are no evidence either way (every "
+             "model below the test set's majority class, or every run scoring the same). Each is judged on the paired "
+             "per-seed differences SAL − plain in last-epoch test accuracy "
+             f"({' or '.join(map(str, seeds))} seeds each, per experiment below): mean difference in points and its "
+             "95% CI; significance by the p-value Holm-adjusted across the claims of the experiment's table (the "
+             f"counts), and across all {len(distinct)} distinct claims at once (\"one family over all claims\" beside "
+             "each count).", ""]
+    lines += verdict_groups(experiments, distinct) + changed_lines(experiments, distinct) + same_runs_lines(experiments)
+    lines += trend_summary(experiments) + spread_summary(experiments)
+    if any(c.significant_unadjusted_only for c in distinct):
         lines.append("- † unadjusted 95% CI excludes 0, not significant after Holm's correction.")
     if missing:
         lines.append("- Not run yet: " + "; ".join(missing) + ".")
-    lines += ["", "Format: training set, mean SAL − plain in accuracy points (95% CI). The untested "
-              "observations (larger gain with less data, stability across seeds) are in each experiment's section; "
-              "which code made each run, in the next.",
+    lines += ["", "Format: training set, mean SAL − plain in accuracy points (95% CI). Each experiment's section "
+              "has its tables (with the majority-class rate of each cell); which code made each run, in the next.",
               ""]
     return lines
 
@@ -292,15 +555,21 @@ def total_train_time(results: dict[str, Any]) -> float:
     return total
 
 
-def headline_rows(title: str, results: dict[str, Any], cl: list[Claim]) -> list[str]:
+def headline_rows(e: Experiment) -> list[str]:
+    """One row per cell: the majority-class rate, each model's mean ± sample SD (ddof = 1), both verdicts."""
     rows = []
-    for cell in results["cells"]:
+    for cell in e.results["cells"]:
         acc = {m: bottom_accuracies(cell, m) for m in ("SAL",) + COMPARED}
-        verdicts = [verdict_label(c) for b in COMPARED for c in cl if c.baseline == b and c.cell == cell_name(cell)]
-        rows.append(f"| {title.split(' ', 1)[1]} | {cell_name(cell)} | "
-                    + " | ".join(f"{a.mean():.1f} ± {a.std():.1f}" for a in acc.values())
-                    + f" | {verdicts[0]} | {verdicts[1]} |")
+        cl = [c for b in COMPARED for c in e.claims if c.baseline == b and c.cell == cell_name(cell)]
+        rows.append(f"| {e.name} | {cell_name(cell)} | {cl[0].context.majority_text()} | "
+                    + " | ".join(report_mean_std(a) for a in acc.values())
+                    + f" | {verdict_label(cl[0])} | {verdict_label(cl[1])} |")
     return rows
+
+
+def report_mean_std(values: np.ndarray) -> str:
+    """'mean ± sample SD' (ddof = 1), one decimal."""
+    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
 
 def method_parts(results_dir: str, runs: list[tuple[str, str, str]], judge, section
@@ -324,93 +593,137 @@ def method_parts(results_dir: str, runs: list[tuple[str, str, str]], judge, sect
     return sections, found
 
 
-def main(results_dir: str = "experiments/results", out: str = "experiments/RESULTS.md") -> None:
-    intro = ["## How the results were produced and judged", "",
-             "Every number below comes from the runs in `experiments/results/<name>/results.json`, produced by",
-             "the command shown (see each config's docstring for its run time), on a 2-core CPU machine, float32",
-             "(sections 9a and 9b: on one NVIDIA H200, as they say; their time-matched baselines are that machine's).",
-             "`last` = test accuracy at the last epoch (the headline), `best` = the best evaluated epoch",
-             "(optimistic: chosen on test).", "",
-             "Verdicts are computed by `experiments/make_results.py` with `sal_jax/stats.py`; they are not edited.",
-             "A claim is \"SAL's bottom model beats a plain baseline\" in one training-set size. SAL and each plain",
-             "baseline of a seed share initial weights and batch order, so the claim is judged on the per-seed",
-             "differences d = SAL − plain (last-epoch test accuracy, points): their mean, its 95% t confidence",
-             "interval, the paired effect size d_z = mean / sd(d), and the two-sided paired t-test's p-value, which is",
-             "Holm-adjusted across the claims of one table, i.e. the rows of one experiment's claim table (both",
-             "baselines × every training-set size). Verdicts: **holds** (Holm-adjusted p < 0.05, SAL better),",
-             "**reversed** (Holm-adjusted p < 0.05, plain better); otherwise **no difference larger than X points**",
-             f"when the 95% CI lies within ±X ≤ {stats.PRACTICAL_THRESHOLD:g} point (the practical threshold, about",
-             "the seed-to-seed spread of one method here; `sal_jax.stats.PRACTICAL_THRESHOLD` says why), and",
-             "**inconclusive (CI from a to b)** when the CI is wider: the runs can neither show nor exclude a",
-             "relevant difference. The CIs are per claim (not widened for the Holm correction).", "",
-             "Which code made which run. **Today's code, 8 seeds, every level also trained plain** (2026-11-27,",
-             "`config.baselines.every_level`; started between commits 7bdaf51 and 24b53c7, which train these",
-             "levels bit for bit alike, and the 32-layer study (5b) at ba909eb; two runs at a time, one per",
-             "core): the MNIST MLP data-scarce sweep, MNIST deep sigmoid, CIFAR-10, TREC, CARER and the 16- and",
-             "32-layer studies (5a, 5b). The sensitivity studies (6a, 6b) ran at commit b4a3e52 (2026-11-27; the",
-             "same training code) with plain baselines of the bottom level only. Every run's",
-             "training time excludes compilation (issue #11), so the time-matched baseline's budget is SAL's",
-             "training calls and setup only, and its runs train about 2-4x SAL's bottom-level steps: the",
-             "time-matched baseline gets SAL's whole training time for its one model. No run predates",
-             "today's training code. The CIFAR-10",
-             "copy here is a JPEG re-encoding. CARER uses 80 and 300 examples per class (the full set is too",
-             "slow for one CPU core).", ""]
-    headline_body, sections, found, missing, seeds, studies = [], [], [], [], set(), []
-    for folder, title, command in EXPERIMENTS:
+INTRO = ["## How the results were produced and judged", "",
+         "Every number below comes from the runs in `experiments/results/<name>/results.json`, produced by",
+         "the command shown (see each config's docstring for its run time), on a 2-core CPU machine, float32",
+         "(sections 9a and 9b: on one NVIDIA H200, as they say; their time-matched baselines are that machine's).",
+         "`last` = test accuracy at the last epoch (the headline), `best` = the best evaluated epoch",
+         "(optimistic: chosen on test).", "",
+         "Verdicts are computed by `experiments/make_results.py` with `sal_jax/stats.py`; they are not edited.",
+         "A claim is \"SAL's bottom model beats a plain baseline\" in one training-set size. SAL and each plain",
+         "baseline of a seed share initial weights and batch order, so the claim is judged on the per-seed",
+         "differences d = SAL − plain (last-epoch test accuracy, points): their mean, its 95% t confidence",
+         "interval, the paired effect size d_z = mean / sd(d), and the two-sided paired t-test's p-value, which is",
+         "Holm-adjusted across the claims of one table, i.e. the rows of one experiment's claim table (both",
+         "baselines × every training-set size). Verdicts: **holds** (Holm-adjusted p < 0.05, SAL better),",
+         "**reversed** (Holm-adjusted p < 0.05, plain better); otherwise **no difference larger than X points**",
+         f"when the 95% CI lies within ±X ≤ {stats.PRACTICAL_THRESHOLD:g} point (the practical threshold, about",
+         "the seed-to-seed spread of one method here; `sal_jax.stats.PRACTICAL_THRESHOLD` says why), and",
+         "**inconclusive (CI from a to b)** when the CI is wider: the runs can neither show nor exclude a",
+         "relevant difference. The CIs are per claim (not widened for the Holm correction). With no spread (every",
+         "seed differs by the same amount) there is no test: **inconclusive (no spread)**. Not evidence either way:",
+         "a cell where every run of both methods scores the same (**ceiling**; no test), and one whose models",
+         "(SAL's bottom, both plain baselines; mean accuracy) all score below the test set's majority-class rate,",
+         "shown beside every cell (**uninformative (below the majority class)**; it stays in its Holm family). A cell",
+         "whose runs are the same runs as an earlier experiment's cell (seeds and per-seed accuracies identical)",
+         "is counted once. Beside each table's family, one Holm family over all distinct headline claims",
+         "(\"p (Holm, all claims)\"). \"Larger gain with less data\": the least-squares slope of the per-seed",
+         "gains on log10(training-set size), with its t CI and p (`sal_jax.stats.slope_test`), for experiments",
+         "with 3 or more sizes; \"more stable across seeds\": the Pitman–Morgan test of equal variances for",
+         "paired samples, with the CI of the SD ratio from inverting the same test (`sal_jax.stats.pitman_morgan`).",
+         "Every mean ± std is the sample SD (ddof = 1) in the tables make_results writes; the per-experiment",
+         "tables copied from each run's results.md (written by `sal_jax/report.py` at run time) use the",
+         "population SD (ddof = 0) until those files are regenerated.", "",
+         "Which code made which run. **Today's code, 8 seeds, every level also trained plain** (2026-11-27,",
+         "`config.baselines.every_level`; started between commits 7bdaf51 and 24b53c7, which train these",
+         "levels bit for bit alike, and the 32-layer study (5b) at ba909eb; two runs at a time, one per",
+         "core): the MNIST MLP data-scarce sweep, MNIST deep sigmoid, CIFAR-10, TREC, CARER and the 16- and",
+         "32-layer studies (5a, 5b). The sensitivity studies (6a, 6b) ran at commit b4a3e52 (2026-11-27; the",
+         "same training code) with plain baselines of the bottom level only. Every run's",
+         "training time excludes compilation (issue #11), so the time-matched baseline's budget is SAL's",
+         "training calls and setup only, and its runs train about 2-4x SAL's bottom-level steps: the",
+         "time-matched baseline gets SAL's whole training time for its one model. No run predates",
+         "today's training code. The CIFAR-10",
+         "copy here is a JPEG re-encoding. CARER uses 80 and 300 examples per class (the full set is too",
+         "slow for one CPU core).", ""]
+
+
+
+def load(results_dir: str) -> tuple[dict[str, Experiment], dict[str, list[Claim]], list[str]]:
+    """Every experiment that has results, judged: {folder: Experiment}, {study folder: its setting claims},
+    and the titles of those not run yet. The headline experiments get their duplicates marked, the global
+    Holm family and the tests of the seed's other claims."""
+    found, settings, missing = {}, {}, []
+    for folder, title, _ in EXPERIMENTS:
         results = read_results(os.path.join(results_dir, folder))
-        parts = sections
-        parts += [f"## {title}", ""]
         if results is None:
-            parts += ["Not run yet in this repository.", ""]
             missing.append(title.split(" ", 1)[1])
             continue
-        cl = claims(results)
-        settings = []
+        found[folder] = Experiment(folder, title.split(" ", 1)[1], results, claims(results))
         if folder.startswith(SENSITIVITY):
-            settings = setting_claims(results)
-            studies.append((title.split(" ", 1)[1], cl, settings))
-        else:
-            found.append((title.split(" ", 1)[1], cl))
-            seeds |= {len(cell["runs"]) for cell in results["cells"]}
-            headline_body += headline_rows(title, results, cl)
-        md = open(os.path.join(results_dir, folder, "results.md")).read()
-        if settings:  # a study's per-point tables and plots stay in its folder (plots not committed: sizes)
-            md = md.split("\n## ", 3)[0] + (f"\n\nPer setting: [results/{folder}/results.md](results/{folder}/results.md)"
-                                             " (its plots are written by the command; not committed).\n")
-        md = md.replace("](", f"](results/{folder}/").replace("## ", "### ").replace(
-            f"](results/{folder}/results/{folder}/", f"](results/{folder}/")
-        parts += ["```bash", command, "```", f"Training time of all its runs (all cells, seeds and methods; evaluation "
-                  f"excluded): {total_train_time(results) / 60:.1f} min on {DEVICES.get(folder, 'one core')}.", "",
-                  "**Verdicts**: SAL − plain, bottom model, last-epoch test accuracy, paired over seeds; p "
-                  "Holm-adjusted across this table's rows.", "", *verdict_lines(results, cl), "",
-                  *(setting_table(settings) + [""] if settings else []), md]
+            settings[folder] = setting_claims(results)
+    headline = [e for folder, e in found.items() if folder not in settings]
+    mark_same_runs(headline)
+    global_holm(headline)
+    trend_claims(headline)
+    for e in headline:
+        spread_claims(e)
+    return found, settings, missing
+
+
+def experiment_section(results_dir: str, folder: str, command: str, e: Experiment,
+                       settings: list[Claim] | None) -> list[str]:
+    """An experiment's section below its title: command, training time, verdicts, its run's results.md."""
+    md = open(os.path.join(results_dir, folder, "results.md")).read()
+    if settings:  # a study's per-point tables and plots stay in its folder (plots not committed: sizes)
+        md = md.split("\n## ", 3)[0] + (f"\n\nPer setting: [results/{folder}/results.md](results/{folder}/results.md)"
+                                         " (its plots are written by the command; not committed).\n")
+    md = md.replace("](", f"](results/{folder}/").replace("## ", "### ").replace(
+        f"](results/{folder}/results/{folder}/", f"](results/{folder}/")
+    table = claim_table(e.claims, global_column=settings is None)
+    return ["```bash", command, "```", f"Training time of all its runs (all cells, seeds and methods; evaluation "
+            f"excluded): {total_train_time(e.results) / 60:.1f} min on {DEVICES.get(folder, 'one core')}.", "",
+            "**Verdicts**: SAL − plain, bottom model, last-epoch test accuracy, paired over seeds; p "
+            "Holm-adjusted across this table's rows" + ("" if settings is not None else ", and across all distinct "
+            "headline claims of RESULTS.md") + ".", "", *table, "",
+            *(secondary_lines(e) + [""] if settings is None else []),
+            *(setting_table(settings) + [""] if settings else []), md]
+
+
+def study_lines(studies: list[tuple[str, list[Claim], list[Claim]]], glai_found: list, sparse_found: list) -> list[str]:
+    """The summaries kept apart from the headline counts: sensitivity studies, GLAI, sparse levels."""
+    lines = (["## Sensitivity studies (not in the counts above)", "", *sensitivity_summary(studies), ""]
+             if studies else [])
+    if glai_found:
+        lines += ["## GLAI against the MLP of equal parameters (section 7; not in the counts above)", "",
+                  "Each claim over every run and training-set size: its verdicts counted, the direction of every "
+                  "estimate with a two-sided sign test over the cells (a consistent direction is a finding even "
+                  "where no cell is significant alone), the significant ones listed (run, training set, mean "
+                  "(95% CI); times as ratios GLAI / MLP).", "", *glai_results.summary_lines(glai_found), ""]
+    if sparse_found:
+        lines += ["## Sparse evolutionary MLPs against dense ones (section 8; not in the counts above)", "",
+                  "Each claim over every data set and training-set size: its verdicts counted, the direction of "
+                  "every estimate with a two-sided sign test, the significant ones listed (run, training set, "
+                  "mean (95% CI)).", "", *glai_results.summary_lines(sparse_found), ""]
+    return lines
+
+
+def main(results_dir: str = "experiments/results", out: str = "experiments/RESULTS.md") -> None:
+    found, settings, missing = load(results_dir)
+    headline = [e for folder, e in found.items() if folder not in settings]
+    sections = []
+    for folder, title, command in EXPERIMENTS:
+        sections += [f"## {title}", ""] + (experiment_section(results_dir, folder, command, found[folder],
+                                                              settings.get(folder)) if folder in found
+                                           else ["Not run yet in this repository.", ""])
+    studies = [(found[folder].name, found[folder].claims, cl) for folder, cl in settings.items()]
     glai_sections, glai_found = method_parts(results_dir, GLAI_RUNS, glai_results.run_claims, glai_results.section)
     sparse_sections, sparse_found = method_parts(
         results_dir, SPARSE_RUNS, lambda path: {"accuracy": sparse_results.run_claims(path)},
         lambda path, prefix: sparse_results.section(path, link_prefix=prefix))
-    headline = [f"## Headline: bottom model, last-epoch test accuracy (%), mean ± std over "
-                f"{' or '.join(map(str, sorted(seeds)))} seeds (per experiment: its table)", "",
-                "| experiment | training set | SAL | plain, epoch-matched | plain, time-matched "
-                "| SAL > epoch-matched? | SAL > time-matched? |", "|" + " --- |" * 7, *headline_body]
-    if any(c.significant_unadjusted_only for _, cl in found for c in cl):
-        headline += ["", "† unadjusted 95% CI excludes 0, not significant after Holm's correction."]
+    seeds = sorted({len(cell["runs"]) for e in headline for cell in e.results["cells"]})
+    table = [f"## Headline: bottom model, last-epoch test accuracy (%), mean ± std (sample SD) over "
+             f"{' or '.join(map(str, seeds))} seeds (per experiment: its table)", "",
+             "| experiment | training set | majority class (%) | SAL | plain, epoch-matched | plain, time-matched "
+             "| SAL > epoch-matched? | SAL > time-matched? |", "|" + " --- |" * 8,
+             *[row for e in headline for row in headline_rows(e)]]
+    if any(c.significant_unadjusted_only for e in headline for c in e.claims):
+        table += ["", "† unadjusted 95% CI excludes 0, not significant after Holm's correction."]
     with open(out, "w") as f:
-        study_lines = (["## Sensitivity studies (not in the counts above)", "", *sensitivity_summary(studies), ""]
-                       if studies else [])
-        if glai_found:
-            study_lines += ["## GLAI against the MLP of equal parameters (section 7; not in the counts above)", "",
-                            "Each claim over every run and training-set size: its verdicts counted, the significant "
-                            "ones listed (run, training set, mean (95% CI); times as ratios GLAI / MLP).", "",
-                            *glai_results.summary_lines(glai_found), ""]
-        if sparse_found:
-            study_lines += ["## Sparse evolutionary MLPs against dense ones (section 8; not in the counts above)", "",
-                            "Each claim over every data set and training-set size: its verdicts counted, the "
-                            "significant ones listed (run, training set, mean (95% CI)).", "",
-                            *glai_results.summary_lines(sparse_found), ""]
-        f.write("\n".join(["# Results", ""] + summary_lines(found, missing) + study_lines + intro + headline + [""]
+        f.write("\n".join(["# Results", ""] + summary_lines(headline, missing)
+                          + study_lines(studies, glai_found, sparse_found) + INTRO + table + [""]
                           + sections + glai_sections + sparse_sections))
     print(f"wrote {out}")
-
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ Each claim is judged per training-set size on the per-seed paired differences of
 (points; sal_jax.stats: mean, 95% t CI, d_z, paired t-test), Holm-adjusted across the run's table; the
 plain bottom levels (epoch-matched: the same epochs and batches) unless the claim names SAL. Also, per
 point: the bottom level's parameters (live ones for sparse levels), the hidden units left alive, and the
-generalisation gap (training minus test accuracy in the last epoch); and the learning curves.
+generalisation gap (training minus test accuracy in the last epoch); and the learning curves. Every
+mean ± std is the sample SD (ddof = 1). Each claim row shows the test set's majority-class rate; a cell
+where every run of both models scores the same (wine: 100% on all 54 test examples) reads "ceiling" and is
+no evidence either way; the summary in RESULTS.md adds a sign test over each claim's cells.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from matplotlib.figure import Figure
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from claims import Claim, claim_rows, final, judged, read_results, size_label  # noqa: E402
+from claims import Claim, claim_rows, context_of, final, judged, read_results, size_label  # noqa: E402
 from sal_jax import stats  # noqa: E402
 
 PLAIN = "plain_epoch_matched"
@@ -85,12 +88,14 @@ def point_cells(results: dict[str, Any]) -> list[tuple[str, dict[str, dict[str, 
     return out
 
 
-def sparse_claims(sizes) -> list[Claim]:
+def sparse_claims(sizes, data: dict[str, Any] | None = None) -> list[Claim]:
+    """Every claim per size; `data` (the run's config.data) gives each cell's majority-class rate."""
     rows = []
     for size, cells in sizes:
         for claim, (a, method_a), (b, method_b) in claims_of(tuple(cells)):
-            rows.append((claim, size, stats.paired_summary(final(cells[a]["runs"], method_a)
-                                                           - final(cells[b]["runs"], method_b))))
+            first, second = final(cells[a]["runs"], method_a), final(cells[b]["runs"], method_b)
+            rows.append((claim, size, stats.paired_scores(first, second),
+                         context_of(data, cells[a], first, second)))
     return judged(rows)
 
 
@@ -105,7 +110,7 @@ def point_table(sizes) -> list[str]:
             alive_text = "all" if alive[0] is None else f"{np.mean(alive):.0f}"
             test = np.array([rec["final_test_accuracy"] for rec in records]) * 100
             gap = np.array([rec["history"][-1]["train_accuracy"] for rec in records]) * 100 - test
-            lines.append(f"| {size} | {name} | {params:,.0f} | {alive_text} | {test.mean():.1f} ± {test.std():.1f} | "
+            lines.append(f"| {size} | {name} | {params:,.0f} | {alive_text} | {test.mean():.1f} ± {test.std(ddof=1):.1f} | "
                          f"{gap.mean():+.1f} |")
     return lines
 
@@ -123,8 +128,8 @@ def density_table(sizes) -> list[str]:
             plain = np.array([(r if level == len(epsilons) else r["plain_levels"][str(level)])[PLAIN]
                               ["final_test_accuracy"] for r in runs]) * 100
             params = np.mean([r["sal"][index]["num_params"] for r in runs])
-            lines.append(f"| {size} | {level} | {epsilon:g} | {params:,.0f} | {sal.mean():.1f} ± {sal.std():.1f} | "
-                         f"{plain.mean():.1f} ± {plain.std():.1f} |")
+            lines.append(f"| {size} | {level} | {epsilon:g} | {params:,.0f} | {sal.mean():.1f} ± {sal.std(ddof=1):.1f} | "
+                         f"{plain.mean():.1f} ± {plain.std(ddof=1):.1f} |")
     return lines
 
 
@@ -154,14 +159,16 @@ def curves(sizes, folder: str) -> list[str]:
 
 
 def run_claims(folder: str) -> list[Claim]:
-    return sparse_claims(point_cells(read_results(folder)))
+    results = read_results(folder)
+    return sparse_claims(point_cells(results), results["config"]["data"])
 
 
 def section(folder: str, link_prefix: str = "") -> list[str]:
     """The markdown of one sparse.py run (without its title)."""
-    sizes = point_cells(read_results(folder))
+    results = read_results(folder)
+    sizes = point_cells(results)
     lines = ["### Claims (plain bottom levels, epoch-matched, unless SAL is named)", ""]
-    lines += claim_rows(sparse_claims(sizes), "difference") + [""]
+    lines += claim_rows(sparse_claims(sizes, results["config"]["data"]), "difference") + [""]
     lines += ["### Per point", ""] + point_table(sizes) + [""]
     if "npset_density" in sizes[0][1]:
         lines += ["### The density ladder, level by level", ""] + density_table(sizes) + [""]
