@@ -73,6 +73,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.train.batch_size = 64
     config.train.learning_rate = 1e-3
     config.train.optimizer = "adam"    # adam | adamw | sgd (momentum 0.9)
+    config.train.weight_decay = None   # adamw's decoupled weight decay; None = optax's default (1e-4). adamw only
     config.train.rounds = 1            # full top-down passes over the ladder
     config.train.eval_every = 1        # epochs between test evaluations (the last epoch is always evaluated)
     # Training steps per compiled call (sal_jax/chunks.py; README "Steps per call"). 0 = calls of ~0.1 s,
@@ -80,10 +81,12 @@ def default_config() -> ml_collections.ConfigDict:
     # Results do not depend on it (bit-identical on a CPU); checkpoints, SIGTERM and the time budget act
     # between calls.
     config.train.steps_per_call = 0
-    # Seeds trained as members of one compiled program (sal_jax.member_loop; README "Members"): a cell's
-    # seeds in groups of this many, each group one program per level. 1 = one seed at a time; 0 = all the
-    # cell's seeds in one program. Small models gain: one kernel serves every member, and on a CPU the
-    # command line gives each core a device of its own. Families that cannot stack train in turn.
+    # Trainings as members of one compiled program (sal_jax.member_loop; README "Members"): a cell's seeds,
+    # and the sweep points that differ only in member settings (sal_jax.members.MEMBER_SETTINGS: λ_h, λ_o,
+    # T, learning rate, weight decay), in groups of this many, each group one program per level. 1 = one
+    # training at a time; 0 = all of them in one program. Small models gain: one kernel serves every member,
+    # and on a CPU the command line gives each core a device of its own. Families that cannot stack train
+    # in turn.
     config.train.ensemble = 1
 
     config.guidance = ml_collections.ConfigDict()
@@ -185,8 +188,14 @@ def check_train_values(train: ml_collections.ConfigDict, epochs: bool = True) ->
     for field in ("epochs", "batch_size", "rounds", "eval_every")[0 if epochs else 1:]:
         check_positive(train[field], f"train.{field}")
     check_positive(train.learning_rate, "train.learning_rate", integer=False)
+    decay = train.get("weight_decay")
+    if decay is not None and (not is_number(decay) or not decay >= 0):  # `not >=`: NaN fails too
+        raise ConfigError(f"config.train.weight_decay: must be None (optax's default) or a number >= 0, got {decay!r}")
+    if decay is not None and train.optimizer != "adamw":
+        raise ConfigError(f"config.train.weight_decay: only adamw decays weights; config.train.optimizer is "
+                          f"{train.optimizer!r} (set it to 'adamw' or leave weight_decay None)")
     if not is_integer(train.ensemble) or train.ensemble < 0:
-        raise ConfigError(f"config.train.ensemble: must be 0 (all seeds of a cell in one program) or a positive "
+        raise ConfigError(f"config.train.ensemble: must be 0 (all of a cell's trainings in one program) or a positive "
                           f"integer, got {train.ensemble!r}")
 
 

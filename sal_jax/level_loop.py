@@ -25,7 +25,7 @@ from sal_jax.errors import TrainingDiverged
 from sal_jax.guidance import Guidance, make_guidance
 from sal_jax.hooks import Call, EpochLimit, Hook, ProgressBar, TimeBudget
 from sal_jax.levels import Variables, host_device
-from sal_jax.members import member, stack
+from sal_jax.members import OPTIMIZER_SETTINGS, check_member_settings, member, member_optimizer, settings_states, stack
 from sal_jax.optimizers import make_optimizer
 from sal_jax.records import LevelRun, Progress
 from sal_jax.step import (TrainState, eval_step_fn, gradient_diagnostics_fn, init_state, level_constants,
@@ -49,6 +49,8 @@ class LevelPlan:
     # lone training of config.seed. With members, teacher and start_from variables are stacked too.
     seeds: tuple[int, ...] = ()
     frozen: tuple[int, ...] = ()                          # members that failed in an earlier phase
+    # members' own values of sal_jax.members.MEMBER_SETTINGS (key -> one per member); {} = the config's
+    settings: dict[str, tuple] = dataclasses.field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -135,7 +137,9 @@ def initial_state(plan: LevelPlan, data: ArrayDataset, config: ml_collections.Co
         teacher = None if plan.teacher is None else plan.teacher[0]
         guidance = (make_guidance(plan.student, teacher, sample_x, config.guidance, plan.epochs * steps_per_epoch)
                     if teacher is not None else None)
-        tx = make_optimizer(config.train)
+        # members with optimizer settings of their own hold them in the optimizer state (data, not constants)
+        tx = (member_optimizer(config.train) if any(k in OPTIMIZER_SETTINGS for k in plan.settings)
+              else make_optimizer(config.train))
 
         def one(seed: int, start_from: Variables | None) -> TrainState:
             state = init_state(plan.student, tx, jax.random.fold_in(jax.random.key(seed), plan.level), sample_x,
@@ -149,7 +153,8 @@ def initial_state(plan: LevelPlan, data: ArrayDataset, config: ml_collections.Co
         if not plan.seeds:
             return guidance, tx, one(config.seed, plan.start_from)
         starts = [None if plan.start_from is None else member(plan.start_from, i) for i in range(len(plan.seeds))]
-        return guidance, tx, stack([one(seed, start) for seed, start in zip(plan.seeds, starts)])
+        states = stack([one(seed, start) for seed, start in zip(plan.seeds, starts)])
+        return guidance, tx, settings_states(states, plan.settings)
 
 
 def setup_level(plan: LevelPlan, data: ArrayDataset, config: ml_collections.ConfigDict,
@@ -379,7 +384,7 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
                 progress: bool = False, resume: tuple[TrainState, Progress] | None = None,
                 hooks: Sequence[Hook] = (), program_cache: chunks.ProgramCache | None = None,
                 continue_from: LevelRun | None = None, seeds: Sequence[int] = (),
-                frozen: Sequence[int] = ()) -> LevelRun:
+                frozen: Sequence[int] = (), settings: dict[str, Sequence] | None = None) -> LevelRun:
     """Trains `student` (level `level`, 1-based) on `data`, guided by the frozen teacher if given.
 
     teacher: the frozen level above, (module, variables) -- e.g. sal_jax.checkpoint.load_level's result.
@@ -398,13 +403,18 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
     seeds: train members of these seeds in one program (sal_jax.member_loop); `teacher` and `start_from`
       are then the members' stacked variables, and so is the result's (its history rows hold one value
       per member: sal_jax.member_loop.member_run picks one). `frozen`: members that failed before.
+      `settings`: the members' own values of sal_jax.members.MEMBER_SETTINGS, e.g.
+      {"guidance.hidden_weight": (0.3, 1.0, 3.0)} (one per member; the others are the config's).
 
     Runs on the mesh of `config.parallel` (sal_jax.parallel): one compilation for training and one for
     evaluation per level. See `setup_level` and `run_level` for what counts as training time.
     """
     epochs = config.train.epochs if epochs is None else epochs
+    settings = {k: tuple(v) for k, v in (settings or {}).items()}
+    if settings:
+        check_member_settings(config, settings, len(seeds))
     plan = LevelPlan(student, level, round_, epochs, teacher, start_from, continue_from, name, tuple(seeds),
-                     tuple(frozen))
+                     tuple(frozen), settings)
     setup = setup_level(plan, data, config, resume, program_cache)
     limit = TimeBudget(time_budget) if time_budget is not None else EpochLimit(epochs)
     bar = [ProgressBar(None if time_budget else epochs, plan.title)] if progress else []

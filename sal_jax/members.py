@@ -17,7 +17,6 @@ sums in another order than M single ones); the same members run twice give the s
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any, Callable, Sequence, TypeVar
 
 import flax.linen as nn
@@ -31,10 +30,11 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from sal_jax.chunks import finite
 from sal_jax.data.arrays import batch_indices, epoch_order
-from sal_jax.errors import ConfigError
+from sal_jax.config import flat_config
+from sal_jax.errors import ConfigError, is_number
 from sal_jax.guidance import Guidance, weight_schedule
 from sal_jax.levels import Variables, host_device
-from sal_jax.optimizers import OPTIMIZERS
+from sal_jax.optimizers import ADAMW_WEIGHT_DECAY, OPTIMIZERS, weight_decay
 from sal_jax.parallel import DATA
 from sal_jax.step import Augment, Batch, Metrics, TrainState, eval_step_fn, init_state, train_step_fn
 
@@ -42,6 +42,12 @@ ENSEMBLE = "ensemble"
 T = TypeVar("T")
 Settings = dict[str, jax.Array]  # per-member values of GUIDANCE_SETTINGS, each of shape (M,)
 GUIDANCE_SETTINGS = ("hidden_weight", "output_weight", "temperature")
+# The config values that may differ between the members of one program: data of the step (the guidance's
+# weights and temperature, the optimizer's hyperparameters), not constants compiled into it. A λ of 0
+# is the exception: the term is then not computed at all, so members agree on which λ are 0.
+MEMBER_SETTINGS = ("guidance.hidden_weight", "guidance.output_weight", "guidance.temperature",
+                   "train.learning_rate", "train.weight_decay")
+OPTIMIZER_SETTINGS = ("train.learning_rate", "train.weight_decay")
 
 
 # -- the member axis -------------------------------------------------------------------------------
@@ -66,18 +72,14 @@ def _where(mask: jax.Array, new: T, old: T) -> T:
 
 
 # -- members' optimizers, initial states and settings --------------------------------------------------
-# make_optimizer's adamw takes optax's default weight decay
-_ADAMW_WEIGHT_DECAY = inspect.signature(optax.adamw).parameters["weight_decay"].default
-
-
 def member_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
     """sal_jax.optimizers.make_optimizer's optimizer with its learning rate (and adamw's weight decay) held
     in its state (`optax.inject_hyperparams`), so that each member's may differ: data, not constants of the
-    program. adamw's weight decay starts at optax's default, as make_optimizer's adamw has it."""
+    program."""
     name = train.optimizer
     if name == "adamw":
         return optax.inject_hyperparams(lambda learning_rate, weight_decay: optax.adamw(
-            learning_rate, weight_decay=weight_decay))(train.learning_rate, _ADAMW_WEIGHT_DECAY)
+            learning_rate, weight_decay=weight_decay))(train.learning_rate, weight_decay(train))
     return optax.inject_hyperparams(lambda learning_rate: OPTIMIZERS[name](learning_rate))(train.learning_rate)
 
 
@@ -102,6 +104,66 @@ def with_hyperparams(states: TrainState, **values: Sequence[float]) -> TrainStat
         old = hyperparams[name]
         hyperparams[name] = jax.device_put(jnp.asarray(value, old.dtype).reshape(old.shape), old.sharding)
     return states.replace(opt_state=opt_state._replace(hyperparams=hyperparams))
+
+
+MemberSettings = dict[str, tuple]  # a MEMBER_SETTINGS key -> one value per member
+_LOWEST = {"guidance.hidden_weight": (0.0, True), "guidance.output_weight": (0.0, True),  # (bound, bound allowed)
+           "guidance.temperature": (0.0, False), "train.learning_rate": (0.0, False), "train.weight_decay": (0.0, True)}
+
+
+def split_members(configs: Sequence[ml_collections.ConfigDict]) -> tuple[ml_collections.ConfigDict, tuple[int, ...],
+                                                                          MemberSettings]:
+    """(the program's config, the members' seeds, their settings) for trainings `configs`, one per member,
+    each with its seed: the program's config is the first's, the settings are the MEMBER_SETTINGS whose
+    values differ between members. One line if the configs differ in anything else (that changes the program)."""
+    flat = [flat_config(c) for c in configs]
+    for i, other in enumerate(flat[1:], 1):
+        differ = sorted(k for k in flat[0].keys() | other.keys()
+                        if k != "seed" and k not in MEMBER_SETTINGS and flat[0].get(k) != other.get(k))
+        if differ:
+            raise ConfigError(f"members: training {i} differs from training 0 in {', '.join(differ)}: only the seed "
+                              f"and {', '.join(MEMBER_SETTINGS)} may differ between the members of one program")
+    settings = {k: tuple(f.get(k) for f in flat) for k in MEMBER_SETTINGS if len({repr(f.get(k)) for f in flat}) > 1}
+    check_member_settings(configs[0], settings, len(configs))
+    return configs[0], tuple(int(f["seed"]) for f in flat), settings
+
+
+def check_member_settings(config: ml_collections.ConfigDict, settings: MemberSettings, m: int) -> None:
+    """Per-member settings are MEMBER_SETTINGS, one valid value per member, and zero where the program's
+    config has that λ zero (a λ of 0 leaves its term out of the program): one line if not."""
+    for key, values in settings.items():
+        if key not in MEMBER_SETTINGS:
+            raise ConfigError(f"members: {key!r} cannot differ between members; these can: {', '.join(MEMBER_SETTINGS)}")
+        if len(values) != m:
+            raise ConfigError(f"members: {key} has {len(values)} values for {m} members")
+        bound, allowed = _LOWEST[key]
+        for i, value in enumerate(values):
+            if value is None and key == "train.weight_decay":
+                continue
+            if not is_number(value) or not (value >= bound if allowed else value > bound):
+                raise ConfigError(f"members: config.{key} of member {i} must be a number "
+                                  f"{'>=' if allowed else '>'} {bound:g}, got {value!r}")
+        if key in ("guidance.hidden_weight", "guidance.output_weight"):
+            zero = config[key.split(".")[0]][key.split(".")[1]] == 0
+            if any((value == 0) != zero for value in values):
+                raise ConfigError(f"members: config.{key} is 0 for some members and not for others; a λ of 0 "
+                                  "leaves its term out of the program: train those in programs of their own")
+    if "train.weight_decay" in settings and config.train.optimizer != "adamw":
+        raise ConfigError("members: config.train.weight_decay differs between members but only adamw decays weights")
+
+
+def settings_states(states: TrainState, settings: MemberSettings) -> TrainState:
+    """`states` (stacked, of a `member_optimizer`) with the members' optimizer settings (learning rate,
+    adamw's weight decay; None: optax's default)."""
+    values = {key.split(".")[1]: [ADAMW_WEIGHT_DECAY if v is None else v for v in settings[key]]
+              for key in OPTIMIZER_SETTINGS if key in settings}
+    return with_hyperparams(states, **values) if values else states
+
+
+def guidance_settings(settings: MemberSettings) -> dict[str, np.ndarray]:
+    """The members' GUIDANCE_SETTINGS (MemberInputs.settings) of `settings`, as float32 arrays of shape (M,)."""
+    return {key.split(".")[1]: np.asarray(values, np.float32) for key, values in settings.items()
+            if key.startswith("guidance.")}
 
 
 def member_guidance(guidance: Guidance | None, settings: Settings, schedule: str, total_steps: int

@@ -38,7 +38,8 @@ def test_a_config_that_is_a_directory():
     ("--config.train.epoch=3", "--config.train.epoch: config.train has no key 'epoch'; did you mean 'epochs'?"),
     ("--config.trian.epochs=3", "--config.trian.epochs: config has no key 'trian'; did you mean 'train'?"),
     ("--config.train.foo=1", "--config.train.foo: config.train has no key 'foo'; its keys are batch_size, "
-                             "ensemble, epochs, eval_every, learning_rate, optimizer, rounds, steps_per_call"),
+                             "ensemble, epochs, eval_every, learning_rate, optimizer, rounds, steps_per_call, "
+                             "weight_decay"),
     ("--noconfig.data.augmnt", "--config.data.augmnt: config.data has no key 'augmnt'; did you mean 'augment'?"),
 ])
 def test_a_misspelled_key_names_the_keys_nearby(override, message):

@@ -319,3 +319,25 @@ def test_eight_devices_split_members_without_communication():
     assert result["collectives"]["ensemble 4 x data 2"]["train"]  # the data axis all-reduces the gradients
     print(f"8 devices vs 1: largest parameter difference {result['difference']}")
     assert max(result["difference"].values()) <= PARAMS_ATOL
+
+
+def test_split_members_keeps_what_differs_as_settings_and_refuses_the_rest():
+    from sal_jax.config import default_config, with_values
+    from sal_jax.errors import ConfigError
+
+    base = default_config()
+    configs = [with_values(base, {"seed": 3, "guidance.hidden_weight": 0.5}),
+               with_values(base, {"seed": 4, "guidance.hidden_weight": 2.0, "train.learning_rate": 1e-3}),
+               with_values(base, {"seed": 3, "guidance.hidden_weight": 0.5, "train.learning_rate": 3e-3})]
+    config, seeds, settings = members.split_members(configs)
+    assert config is configs[0] and seeds == (3, 4, 3)
+    assert settings == {"guidance.hidden_weight": (0.5, 2.0, 0.5), "train.learning_rate": (1e-3, 1e-3, 3e-3)}
+    assert members.split_members(configs[:1])[2] == {}
+    with pytest.raises(ConfigError, match=r"training 1 differs from training 0 in guidance.distance, model.width"):
+        members.split_members([base, with_values(base, {"guidance.distance": "cosine", "model.width": 8})])
+    with pytest.raises(ConfigError, match="guidance.output_weight is 0 for some members and not for others"):
+        members.split_members([base, with_values(base, {"guidance.output_weight": 0.0})])
+    with pytest.raises(ConfigError, match="only adamw decays weights"):
+        members.check_member_settings(base, {"train.weight_decay": (0.0, 0.1)}, 2)
+    with pytest.raises(ConfigError, match="has 1 values for 2 members"):
+        members.check_member_settings(base, {"train.learning_rate": (0.1,)}, 2)

@@ -32,6 +32,8 @@ def expect_error(data, config, pattern, levels=None):
     ("learning_rate", -1e-3, r"config.train.learning_rate: must be a positive number"),
     ("rounds", 0, r"config.train.rounds: must be a positive integer"),
     ("optimizer", "lion", r"config.train.optimizer: unknown 'lion'"),
+    ("weight_decay", -0.1, r"config.train.weight_decay: must be None \(optax's default\) or a number >= 0, got -0.1"),
+    ("weight_decay", 0.1, r"config.train.weight_decay: only adamw decays weights; config.train.optimizer is 'adam'"),
     ("steps_per_call", -1, r"config.train.steps_per_call: must be 0 \(chosen by the library\) or a positive "
                            r"integer, got -1$"),
 ])
