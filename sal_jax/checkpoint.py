@@ -226,6 +226,10 @@ class RunCheckpointer:
             raise ConfigError(
                 f"config differs from the run in {self.directory} in {', '.join(differences)}; use another "
                 f"workdir, or set --config.checkpoint.allow_config_change=True to resume anyway")
+        saved_members, members = meta["metadata"].get("members"), self.metadata.get("members")
+        if saved_members != members:  # the stacked states would belong to other trainings
+            raise ConfigError(f"the run in {self.directory} trained other members ({saved_members or 'one training'}) "
+                              f"than this one ({members or 'one training'}); use another workdir")
         completed = meta["completed"]
         variables = []
         if completed:

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -25,6 +25,7 @@ from sal_jax.errors import TrainingDiverged
 from sal_jax.hooks import Hook
 from sal_jax.level_loop import LevelPlan, initial_state, train_level
 from sal_jax.member_loop import member_run
+from sal_jax.members import check_member_settings
 from sal_jax.levels import Variables
 from sal_jax.records import LevelRun, Progress
 from sal_jax.step import TrainState
@@ -133,31 +134,40 @@ def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_col
 def train_members(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
                   seeds: Sequence[int], progress: bool = False, checkpoint_dir: str | None = None,
                   log_dirs: Sequence[str] | None = None, program_cache: chunks.ProgramCache | None = None,
-                  checked: bool = False, hooks: Sequence[Hook] = ()) -> list[LadderResult]:
-    """`train_ladder` for each of `seeds` (in place of config.seed), the seeds trained as members of one
-    program in every phase (sal_jax.member_loop): one result per seed, each equal to its lone ladder's to
-    float32 rounding. A member that goes non-finite stops alone: its runs say where (`LevelRun.failure`).
-    One checkpoint directory holds them all; `log_dirs`: each seed's TensorBoard folder."""
+                  checked: bool = False, hooks: Sequence[Hook] = (),
+                  settings: Mapping[str, Sequence] | None = None) -> list[LadderResult]:
+    """`train_ladder` for each of `seeds` (in place of config.seed), trained as members of one program in
+    every phase (sal_jax.member_loop): one result per member, each equal to its lone ladder's to float32
+    rounding. `settings`: the members' own values of settings that change no program
+    (sal_jax.members.MEMBER_SETTINGS), e.g. {"guidance.hidden_weight": (0.3, 1.0, 3.0)} with one value per
+    member (a seed may then appear more than once); each member's result equals the lone ladder of the
+    config with its values. `sal_jax.members.split_members` makes (config, seeds, settings) of per-member
+    configs. A member that goes non-finite stops alone: its runs say where (`LevelRun.failure`). One
+    checkpoint directory holds them all; `log_dirs`: each member's TensorBoard folder."""
+    settings = {k: tuple(v) for k, v in (settings or {}).items()}
+    check_member_settings(config, settings, len(seeds))
     phases, done = _train(levels, data, config, tuple(seeds), progress, checkpoint_dir, log_dirs, program_cache,
-                          checked, hooks)
+                          checked, hooks, settings)
     return [_ladder_result(phases, [member_run(run, i) for run in done]) for i in range(len(seeds))]
 
 
 def _train(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict, seeds: tuple[int, ...],
            progress: bool, checkpoint_dir: str | None, log_dirs: Sequence[str] | None,
-           program_cache: chunks.ProgramCache | None, checked: bool, hooks: Sequence[Hook]
-           ) -> tuple[list[Phase], list[LevelRun]]:
+           program_cache: chunks.ProgramCache | None, checked: bool, hooks: Sequence[Hook],
+           settings: dict[str, tuple] | None = None) -> tuple[list[Phase], list[LevelRun]]:
     if not checked:
         apply_determinism(config.deterministic)
         validate_run(levels, data, config)
     phases = ladder_phases(len(levels), config)
     run = Run(levels, data, config, phases, seeds, progress, log_dirs,
-              chunks.ProgramCache() if program_cache is None else program_cache, hooks)
+              chunks.ProgramCache() if program_cache is None else program_cache, hooks, settings or {})
     if checkpoint_dir is None:
         return phases, run_phases(run)
     from sal_jax.checkpoint import RunCheckpointer  # orbax is imported only when checkpointing
     metadata = {"dataset": data.name, "num_classes": data.num_classes, "vocab_size": data.vocab_size,
                 "phases": [dataclasses.asdict(p) for p in phases]}
+    if seeds:  # what the stacked states are: a resume must train the same members
+        metadata["members"] = {"seeds": list(seeds), "settings": {k: list(v) for k, v in (settings or {}).items()}}
     with RunCheckpointer(checkpoint_dir, config, metadata) as store:
         return phases, run_phases(run, store)
 
@@ -176,6 +186,7 @@ class Run:
     log_dirs: Sequence[str] | None = None  # one per training (seed), each phase a TensorBoard run in it
     program_cache: chunks.ProgramCache | None = None
     hooks: Sequence[Hook] = ()
+    settings: dict[str, tuple] = dataclasses.field(default_factory=dict)  # members' own MEMBER_SETTINGS
 
 
 def run_phases(run: Run, store: RunCheckpointer | None = None) -> list[LevelRun]:
@@ -201,7 +212,8 @@ def run_phases(run: Run, store: RunCheckpointer | None = None) -> list[LevelRun]
                            *([] if store is None else [store.phase_hook(list(done))])]
             level_run = train_level(levels[phase.level - 1], run.data, config, level=phase.level, name=phase.name,
                                     progress=run.progress, resume=resume, hooks=phase_hooks,
-                                    program_cache=run.program_cache, seeds=run.seeds, frozen=frozen, **inputs)
+                                    program_cache=run.program_cache, seeds=run.seeds, frozen=frozen,
+                                    settings=run.settings, **inputs)
             if tensorboard is not None:
                 tensorboard.finish(level_run, config, {"phase": phase.name, "level": phase.level, "round": phase.round})
         done.append(level_run)
@@ -259,7 +271,7 @@ def _resume_point(store: RunCheckpointer, run: Run) -> tuple[list[LevelRun], tup
         phase = phases[len(done)]
         kwargs = phase_inputs(phase, run.levels, phases, done, run.config)
         plan = LevelPlan(run.levels[phase.level - 1], phase.level, kwargs.get("round_", 1), run.config.train.epochs,
-                         kwargs.get("teacher"), kwargs.get("start_from"), seeds=run.seeds)
+                         kwargs.get("teacher"), kwargs.get("start_from"), seeds=run.seeds, settings=run.settings)
         return jax.eval_shape(lambda: initial_state(plan, run.data, run.config)[2])
 
     snapshot = store.restore(state_template)

@@ -12,9 +12,12 @@ A member whose loss or gradient goes non-finite is frozen from that step (sal_ja
 is kept in the progress (`Progress.failures`: checkpointed); the others go on, and in later phases it
 stays frozen (`LevelPlan.frozen`).
 
+Members may differ in settings that change no program (`LevelPlan.settings`: λ_h, λ_o, T, learning rate,
+weight decay; sal_jax.members.MEMBER_SETTINGS): the guidance's are inputs of the step, the optimizer's
+live in its state (`optax.inject_hyperparams`).
+
 What members do not do yet: a family's epoch work (GLAI's freeze, SET's evolution; those families train
-their members in turn, sal_jax.families), gradient diagnostics, a data-parallel or multi-process mesh, and
-settings that differ between members (sal_jax.members has them; the sweep does not group points yet).
+their members in turn, sal_jax.families), gradient diagnostics, a data-parallel or multi-process mesh.
 """
 from __future__ import annotations
 
@@ -65,10 +68,12 @@ def setup_members(plan: LevelPlan, data: ArrayDataset, config: ml_collections.Co
     guidance, tx, state = initial_state(plan, data, config)
     state, progress = starting_point(plan, state, resume)
     state = jax.device_put(state, shardings.members, may_alias=False)  # a copy: the steps donate it
+    if progress.sums is not None:  # a resumed epoch's sums, restored on the checkpointer's mesh
+        progress.sums = jax.device_put(progress.sums, shardings.members)
 
     compile_start = time.perf_counter()
     key = (*chunks.program_key(plan.student, None if plan.teacher is None else plan.teacher[0], data, config,
-                               plan.epochs, state), "members", m, mesh.shape[members.ENSEMBLE])
+                               plan.epochs, state), "members", m, mesh.shape[members.ENSEMBLE], tuple(sorted(plan.settings)))
     reused = None if program_cache is None else program_cache.get(key)
     cached = use_teacher_cache(config, guidance)
     scaled = guidance is not None and guidance.use_hidden and guidance.feature_norm != "none"
@@ -88,6 +93,7 @@ def setup_members(plan: LevelPlan, data: ArrayDataset, config: ml_collections.Co
         teacher=jax.device_put(members.stack(teachers), shardings.members) if teachers else None,
         key=(jax.device_put(members.stack([run_key(seed, plan.level, plan.round) for seed in plan.seeds]),
                             shardings.members) if config.data.augment else None),
+        settings=jax.device_put(members.guidance_settings(plan.settings), shardings.members) if guidance else {},
         own=jax.device_put({k: np.stack([c[k] for c in caches]) for k in caches[0]}, shardings.members)
         if caches else {})
     source = members.device_source({"x": data.x_train, "y": data.y_train}, mesh)
@@ -165,7 +171,7 @@ class MemberCalls:
         failed = np.flatnonzero(jax.device_get(self.health["step"]) >= 0)  # waits for the call
         for i in failed:
             if i not in self.plan.frozen and str(i) not in progress.failures:
-                name = f"{self.plan.title}, seed {self.plan.seeds[i]}"
+                name = f"{self.plan.title}, {member_label(self.plan, int(i))}"
                 line = nonfinite_message(name, self.plan.level, self.plan.round,
                                          jax.device_get(members.member(self.health, int(i))))
                 progress.failures[str(i)] = line
@@ -192,13 +198,19 @@ class MemberCalls:
         m = len(plan.seeds)
         last = progress.history[-1] if progress.history else None
         diverged = [last is not None and diverged_ce(last["train_ce"][i], self.data.num_classes,
-                                                     f"{plan.title} (seed {plan.seeds[i]})") for i in range(m)]
+                                                     f"{plan.title} ({member_label(plan, i)})") for i in range(m)]
         failures = [progress.failures.get(str(i), FROZEN if i in plan.frozen else "") for i in range(m)]
         compiles = {name: getattr(program, "_cache_size", lambda: 1)()  # a host loop has one compiled step
                     for name, program in (("train", self.programs.train), ("eval", self.programs.evaluate))}
         return LevelRun(plan.title, plan.level, plan.round, level_variables(state), progress.history,
                         progress.train_time, [int(s) for s in jax.device_get(state.step)], compiles, compile_time,
                         diverged, failures)
+
+
+def member_label(plan: LevelPlan, i: int) -> str:
+    """Which member i is: 'seed 3', or with settings of its own 'seed 3, hidden_weight=0.3'."""
+    own = "".join(f", {key.split('.')[1]}={values[i]}" for key, values in plan.settings.items())
+    return f"seed {plan.seeds[i]}{own}"
 
 
 def member_run(run: LevelRun, i: int) -> LevelRun:

@@ -54,6 +54,55 @@ def _with_seed(config, seed):
     return copy
 
 
+# Members with settings of their own (sal_jax.members.MEMBER_SETTINGS): seeds may repeat, each member's
+# values differ; a λ of 0 is not among them (it changes the program).
+SETTINGS = {"guidance.hidden_weight": (0.3, 3.0, 1.0), "guidance.output_weight": (1.0, 0.5, 2.0),
+            "guidance.temperature": (2.0, 4.0, 8.0), "train.learning_rate": (3e-2, 1e-2, 5e-2)}
+SETTINGS_SEEDS = (0, 0, 1)
+
+
+def _configured(config, i):
+    """The lone ladder's config of member i of SETTINGS_SEEDS / SETTINGS."""
+    copy = _with_seed(config, SETTINGS_SEEDS[i])
+    for key, values in SETTINGS.items():
+        section, name = key.split(".")
+        copy[section][name] = values[i]
+    return copy
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_members_with_settings_of_their_own_equal_lone_ladders_configured_with_them(data, config, optimizer):
+    """λ_h, λ_o, T (a linear-decay schedule, so the weights are traced through it) and the learning rate
+    (adamw: and its weight decay) per member, the same seed twice: each member is the lone ladder of
+    its config, to rounding, in every phase, the plain baselines with the member's learning rate."""
+    config.guidance.schedule, config.train.optimizer = "linear_decay", optimizer
+    settings = dict(SETTINGS, **({"train.weight_decay": (1e-4, 0.1, 0.0)} if optimizer == "adamw" else {}))
+    levels = make_ladder(config.model, data.num_classes)
+    results = train_members(levels, data, config, SETTINGS_SEEDS, settings=settings)
+    for i, result in enumerate(results):
+        lone_config = _configured(config, i)
+        if optimizer == "adamw":
+            lone_config.train.weight_decay = settings["train.weight_decay"][i]
+        lone = train_ladder(levels, data, lone_config)
+        for got, want in zip([*result.sal, result.plain_epoch_matched], [*lone.sal, lone.plain_epoch_matched]):
+            assert max_difference(got.variables, want.variables) < PARAMS_ATOL, (i, got.name)
+            np.testing.assert_allclose(got.history[-1]["train_loss"], want.history[-1]["train_loss"], rtol=1e-4)
+    # the same seed with other settings is another training
+    assert max_difference(results[0].sal[1].variables, results[1].sal[1].variables) > 1e-3
+
+
+def test_members_refuse_settings_that_change_the_program(data, config):
+    from sal_jax.errors import ConfigError
+
+    levels = make_ladder(config.model, data.num_classes)
+    with pytest.raises(ConfigError, match="guidance.hidden_weight is 0 for some members"):
+        train_members(levels, data, config, (0, 1), settings={"guidance.hidden_weight": (0.0, 1.0)})
+    with pytest.raises(ConfigError, match="'guidance.distance' cannot differ between members"):
+        train_members(levels, data, config, (0, 1), settings={"guidance.distance": ("mse", "cosine")})
+    with pytest.raises(ConfigError, match="train.learning_rate of member 1 must be a number > 0"):
+        train_members(levels, data, config, (0, 1), settings={"train.learning_rate": (1e-3, -1.0)})
+
+
 def test_an_ensemble_run_twice_gives_the_same_bits(data, config):
     levels = make_ladder(config.model, data.num_classes)
     first, second = (train_members(levels, data, config, SEEDS) for _ in range(2))
@@ -62,18 +111,26 @@ def test_an_ensemble_run_twice_gives_the_same_bits(data, config):
         assert untimed(a.sal) == untimed(b.sal)
 
 
-def test_an_ensemble_stopped_by_sigterm_resumes_bit_for_bit(data, config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("settings", [{}, SETTINGS], ids=["seeds", "settings"])
+def test_an_ensemble_stopped_by_sigterm_resumes_bit_for_bit(data, config, tmp_path, monkeypatch, settings):
     """Rounds 2, checkpoints every 5 steps, stopped mid-level of round 2; resumed, as the same ensemble
-    uninterrupted; its TensorBoard has one run per member and phase."""
+    uninterrupted (members of their own settings too: the learning rates live in the checkpointed
+    optimizer state); its TensorBoard has one run per member and phase. Resuming other members fails."""
     config.train.rounds, config.checkpoint.every_steps = 2, 5
+    seeds = SETTINGS_SEEDS if settings else SEEDS
     levels = make_ladder(config.model, data.num_classes)
     stop_by_sigterm_after(monkeypatch, 50)  # 12 steps a level: inside round 2's level 2
-    logs = [str(tmp_path / f"seed_{seed}") for seed in SEEDS]
+    logs = [str(tmp_path / f"member_{i}") for i in range(len(seeds))]
     with pytest.raises(Preempted):
-        train_members(levels, data, config, SEEDS, checkpoint_dir=str(tmp_path / "ckpt"), log_dirs=logs)
+        train_members(levels, data, config, seeds, checkpoint_dir=str(tmp_path / "ckpt"), log_dirs=logs,
+                      settings=settings)
     monkeypatch.undo()
-    resumed = train_members(levels, data, config, SEEDS, checkpoint_dir=str(tmp_path / "ckpt"), log_dirs=logs)
-    uninterrupted = train_members(levels, data, config, SEEDS)
+    from sal_jax.errors import ConfigError
+    with pytest.raises(ConfigError, match="trained other members"):
+        train_members(levels, data, config, (5, 6, 7), checkpoint_dir=str(tmp_path / "ckpt"))
+    resumed = train_members(levels, data, config, seeds, checkpoint_dir=str(tmp_path / "ckpt"), log_dirs=logs,
+                            settings=settings)
+    uninterrupted = train_members(levels, data, config, seeds, settings=settings)
     for a, b in zip(resumed, uninterrupted):
         assert_reproduced([r.variables for r in a.sal + [a.plain_epoch_matched]],
                           [r.variables for r in b.sal + [b.plain_epoch_matched]], atol=1e-6)
@@ -82,6 +139,43 @@ def test_an_ensemble_stopped_by_sigterm_resumes_bit_for_bit(data, config, tmp_pa
         runs = sorted(p.name for p in (tmp_path / log.split("/")[-1]).iterdir())
         assert runs == ["plain_epoch_matched", "plain_time_matched", "round1_level1", "round1_level2",
                         "round1_level3", "round2_level1", "round2_level2", "round2_level3"]
+
+
+def test_an_ensemble_stopped_on_one_device_resumes_on_eight(data, config, tmp_path, monkeypatch):
+    """4 members (2 seeds x 2 values of λ_h) checkpointed on 1 device and stopped in round 2; resumed on 8
+    simulated devices (tests/member_ladder_child.py: the members split over 4 of them): every member's
+    levels equal the same ensemble's uninterrupted run on 1 device to rounding."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config.train.rounds, config.checkpoint.every_steps = 2, 5
+    seeds, settings = (0, 1, 0, 1), {"guidance.hidden_weight": (1.0, 1.0, 0.3, 0.3)}
+    levels = make_ladder(config.model, data.num_classes)
+    stop_by_sigterm_after(monkeypatch, 50)
+    with pytest.raises(Preempted):
+        train_members(levels, data, config, seeds, checkpoint_dir=str(tmp_path / "ckpt"), settings=settings)
+    monkeypatch.undo()
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"config": config.to_dict(), "seeds": seeds, "settings": settings}))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    child = Path(__file__).resolve().parent / "member_ladder_child.py"
+    out = subprocess.run([sys.executable, str(child), str(spec), str(tmp_path / "ckpt"), str(tmp_path / "out.npz")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "resuming" in out.stderr
+    resumed = np.load(tmp_path / "out.npz")
+    assert max(resumed["ensemble_devices"]) == 4
+    uninterrupted = train_members(levels, data, config, seeds, settings=settings)
+    largest = 0.0
+    for i, result in enumerate(uninterrupted):
+        for j, run in enumerate(result.sal):
+            for path, leaf in jax.tree_util.tree_flatten_with_path(run.variables)[0]:
+                got = resumed[f"{i}/{j}/{jax.tree_util.keystr(path)}"]
+                largest = max(largest, float(np.max(np.abs(got - np.asarray(leaf)))))
+    print(f"resumed on 8 devices vs 1: largest parameter difference {largest:.2g}")
+    assert largest < PARAMS_ATOL
 
 
 class PoisonMember(Hook):
@@ -133,6 +227,36 @@ def test_the_command_line_trains_seed_groups_as_members_with_one_record_per_seed
     for got, want in zip(runs, lone["cells"][0]["runs"]):  # to rounding: at most one test example apart
         for a, b in zip(got["sal"], want["sal"]):
             assert abs(a["final_test_accuracy"] - b["final_test_accuracy"]) <= 1 / 500
+
+
+def test_a_sweep_over_member_settings_trains_as_one_program_with_one_record_per_point_and_seed(tmp_path):
+    """A grid of λ_h x learning rate (4 points) x 2 seeds, ensemble 0: one program of 8 members; a point
+    with another distance trains in a program of its own. Every cell's records equal the sequential
+    path's (ensemble 1) to rounding; checkpoints one folder per program, TensorBoard one per training."""
+    from sal_jax.config import default_config
+    from sal_jax.train import train_and_evaluate
+
+    config = default_config()
+    config.model.levels, config.model.width = (1, 2), 16
+    config.train.epochs, config.num_seeds, config.train.ensemble, config.data.per_class = 2, 2, 0, 20
+    config.baselines.time_matched = False  # a wall-clock budget is not comparable between the two ways
+    config.sweep.grid = (("guidance.hidden_weight", (0.5, 2.0)), ("train.learning_rate", (1e-3, 3e-3)))
+    config.sweep.points = ((("guidance.distance", "cosine"),),)
+    results = train_and_evaluate(config, str(tmp_path), progress=False)
+    folders = sorted(str(p.relative_to(tmp_path / "checkpoints")) for p in (tmp_path / "checkpoints").glob("*/*"))
+    assert folders == ["pc20_distancecosine/seeds_0-1", "pc20_hidden_weight0.5_learning_rate0.001_and_3_more/from_seed_0"]
+    cells = results["cells"]
+    assert [c["point"] for c in cells][-1] == {"guidance.distance": "cosine"} and len(cells) == 5
+    assert all([r["seed"] for r in c["runs"]] == [0, 1] for c in cells)
+    logs = sorted(p.name for p in (tmp_path / "tensorboard").iterdir())
+    assert len(logs) == 5 and all(sorted(q.name for q in (tmp_path / "tensorboard" / name).iterdir())
+                                  == ["seed_0", "seed_1"] for name in logs)
+    sequential = train_and_evaluate(_with_ensemble(config, 1), str(tmp_path / "sequential"), progress=False)
+    for cell, want_cell in zip(cells, sequential["cells"]):
+        for got, want in zip(cell["runs"], want_cell["runs"]):
+            for a, b in zip([*got["sal"], got["plain_epoch_matched"]], [*want["sal"], want["plain_epoch_matched"]]):
+                assert abs(a["final_test_accuracy"] - b["final_test_accuracy"]) <= 1 / 500, (cell["point"], a["name"])
+                np.testing.assert_allclose(a["history"][-1]["train_loss"], b["history"][-1]["train_loss"], rtol=1e-4)
 
 
 def _with_ensemble(config, ensemble):
