@@ -8,24 +8,27 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import ml_collections
+import numpy as np
 
 from sal_jax.checkpoint import Preempted
 from sal_jax.chunks import ProgramCache
-from sal_jax.config import apply_quick, check_values, with_values
+from sal_jax.config import apply_quick, check_values, flat_config, with_values
 from sal_jax.data import load_dataset
 from sal_jax.determinism import apply_determinism
 from sal_jax.errors import TrainingDiverged
 from sal_jax.ladder import train_ladder, train_members
+from sal_jax.members import MEMBER_SETTINGS, split_members
 from sal_jax.models import make_ladder
 from sal_jax import families, report
 from sal_jax.sweep import sweep_points
 from sal_jax.validation import check_workdir, validate_members, validate_run
 
-Cell = tuple[dict[str, Any], ml_collections.ConfigDict, Any, list, list]  # record, config, dataset, levels, seed groups
+Cell = tuple[dict[str, Any], ml_collections.ConfigDict, Any, list]  # record, config, dataset, levels
+Training = tuple[int, int]  # (cell index, seed): one ladder run of a cell
 ABLATIONS = {"hidden_only": {"guidance.output_weight": 0.0}, "output_only": {"guidance.hidden_weight": 0.0}}
 
 
@@ -34,16 +37,38 @@ def sweep_cells(config: ml_collections.ConfigDict) -> list[tuple[int, int]]:
     return list(zip(config.sweep.per_class, config.sweep.epochs)) or [(config.data.per_class, config.train.epochs)]
 
 
-def seed_groups(config: ml_collections.ConfigDict) -> list[tuple[int, ...]]:
-    """A cell's seeds in the groups that train as members of one program (config.train.ensemble): each a
-    group of one when the family cannot stack its members (said once on stderr) or the ensemble is 1."""
-    seeds = list(range(config.seed, config.seed + config.num_seeds))
-    size = config.train.ensemble or len(seeds)
-    family = families.find(config.model.family)
-    if size > 1 and family is not None and family.in_turn:
-        _note_in_turn(family.name, family.in_turn)
-        size = 1
-    return [tuple(seeds[i:i + size]) for i in range(0, len(seeds), size)]
+def cell_seeds(config: ml_collections.ConfigDict) -> list[int]:
+    return list(range(config.seed, config.seed + config.num_seeds))
+
+
+def program_groups(configs: Sequence[ml_collections.ConfigDict]) -> list[list[Training]]:
+    """Every cell's trainings (cell i's config: configs[i]) in the groups that train as members of one
+    program: a cell's seeds, and those of the cells whose configs differ only in settings that change no
+    program (sal_jax.members.MEMBER_SETTINGS; a λ of 0 only with λ 0), config.train.ensemble at a time
+    (0: all of them); each training alone when the ensemble is 1 or the family cannot stack its members
+    (said once on stderr). Cells in order, seeds in order within a cell."""
+    programs: dict[str, list[int]] = {}
+    for i, config in enumerate(configs):
+        programs.setdefault(program_signature(config), []).append(i)
+    groups = []
+    for cells in programs.values():
+        config = configs[cells[0]]
+        trainings = [(cell, seed) for cell in cells for seed in cell_seeds(config)]
+        size = config.train.ensemble or len(trainings)
+        family = families.find(config.model.family)
+        if size > 1 and family is not None and family.in_turn:
+            _note_in_turn(family.name, family.in_turn)
+            size = 1
+        groups += [trainings[i:i + size] for i in range(0, len(trainings), size)]
+    return sorted(groups, key=lambda group: group[0])  # the cells' order, as results list them
+
+
+def program_signature(config: ml_collections.ConfigDict) -> str:
+    """What a training's program depends on of its config: everything but the seed and the members'
+    settings, of which only whether each λ is 0 (a λ of 0 leaves its term out)."""
+    flat = {k: v for k, v in flat_config(config).items() if k != "seed" and k not in MEMBER_SETTINGS}
+    zero = {k: flat_config(config)[k] == 0 for k in MEMBER_SETTINGS if k.endswith("_weight")}
+    return json.dumps([flat, zero], sort_keys=True, default=str)
 
 
 @functools.cache  # once a run, not once a cell
@@ -52,32 +77,41 @@ def _note_in_turn(family: str, reason: str) -> None:
           file=sys.stderr)
 
 
-def run_seeds(levels, data, config: ml_collections.ConfigDict, seeds: tuple[int, ...], progress: bool,
-              checkpoint_dir: str | None, log_dir: str | None = None,
+def group_folder(tags: Sequence[str], group: Sequence[Training]) -> str:
+    """A group's checkpoint folder under workdir/checkpoints: <cell>/seed_<s>, <cell>/seeds_<a>-<b> (a
+    cell's seeds), or <first cell>_and_<n>_more/from_seed_<s> (members from several sweep points)."""
+    cells = list(dict.fromkeys(cell for cell, _ in group))
+    seeds = [seed for _, seed in group]
+    if len(cells) > 1:
+        return os.path.join(f"{tags[cells[0]]}_and_{len(cells) - 1}_more", f"from_seed_{seeds[0]}")
+    return os.path.join(tags[cells[0]], f"seed_{seeds[0]}" if len(seeds) == 1 else f"seeds_{seeds[0]}-{seeds[-1]}")
+
+
+def run_group(levels, data, configs: Sequence[ml_collections.ConfigDict], progress: bool,
+              checkpoint_dir: str | None, log_dirs: Sequence[str] | None = None,
               program_cache: ProgramCache | None = None) -> list[dict[str, Any]]:
-    """SAL with both plain baselines, then (if asked) each ablation, for each of `seeds`: one seed alone,
-    or several as members of one program (sal_jax.ladder.train_members). Each ladder run is checkpointed
-    in its own subdirectory of `checkpoint_dir` (seed_<s>/<name>, members seeds_<first>-<last>/<name>;
-    None: no checkpoints) and logs each seed's TensorBoard events in log_dir/seed_<s>/<name> (None: none).
-    `program_cache`: compiled levels shared with other seeds (sal_jax.chunks.ProgramCache). One record
-    per seed."""
-    group = f"seed_{seeds[0]}" if len(seeds) == 1 else f"seeds_{seeds[0]}-{seeds[-1]}"
-
-    def ladder(config: ml_collections.ConfigDict, name: str) -> list[Any]:
-        checkpoints = None if checkpoint_dir is None else os.path.join(checkpoint_dir, group, name)
-        logs = None if log_dir is None else [os.path.join(log_dir, f"seed_{seed}", name) for seed in seeds]
-        if len(seeds) == 1:
-            return [train_ladder(levels, data, with_values(config, {"seed": seeds[0]}), progress=progress,
-                                 checkpoint_dir=checkpoints, log_dir=logs and logs[0], program_cache=program_cache,
-                                 checked=True)]
+    """SAL with both plain baselines, then (if asked) each ablation, for each of the trainings `configs`
+    (each with its seed and sweep point): one alone, or several as members of one program
+    (sal_jax.ladder.train_members; sal_jax.members.split_members says what may differ). Each ladder run is
+    checkpointed in its own subdirectory of `checkpoint_dir` (<sal|hidden_only|output_only>; None: no
+    checkpoints) and logs each training's TensorBoard events in log_dirs[i]/<name> (None: none).
+    `program_cache`: compiled levels shared with other trainings (sal_jax.chunks.ProgramCache). One record
+    per training."""
+    def ladder(values: dict[str, Any], name: str) -> list[Any]:
+        runs = [with_values(config, values) for config in configs]
+        checkpoints = None if checkpoint_dir is None else os.path.join(checkpoint_dir, name)
+        logs = None if log_dirs is None else [os.path.join(log_dir, name) for log_dir in log_dirs]
+        if len(runs) == 1:
+            return [train_ladder(levels, data, runs[0], progress=progress, checkpoint_dir=checkpoints,
+                                 log_dir=logs and logs[0], program_cache=program_cache, checked=True)]
+        config, seeds, settings = split_members(runs)
         return train_members(levels, data, config, seeds, progress=progress, checkpoint_dir=checkpoints,
-                             log_dirs=logs, program_cache=program_cache, checked=True)
+                             log_dirs=logs, program_cache=program_cache, checked=True, settings=settings)
 
-    records = [report.ladder_record(result, seed) for result, seed in zip(ladder(config, "sal"), seeds)]
-    if config.ablations:
+    records = [report.ladder_record(result, config.seed) for result, config in zip(ladder({}, "sal"), configs)]
+    if configs[0].ablations:
         for name, values in ABLATIONS.items():
-            ablation = with_values(config, {**values, "baselines.epoch_matched": False,
-                                            "baselines.time_matched": False})
+            ablation = {**values, "baselines.epoch_matched": False, "baselines.time_matched": False}
             for record, result in zip(records, ladder(ablation, name)):
                 record[name] = {"sal": [report.run_record(run) for run in result.sal],
                                 "sal_train_time": result.sal_train_time}
@@ -137,32 +171,45 @@ def _prepare_cells(config: ml_collections.ConfigDict) -> list[Cell]:
             data = datasets[key]
             levels = make_ladder(cell_config.model, data.num_classes, data.vocab_size)
             validate_run(levels, data, cell_config)
-            groups = seed_groups(cell_config)
-            if any(len(seeds) > 1 for seeds in groups):
-                validate_members(cell_config)
+            dataset = {"name": data.name, "train": len(data.x_train), "test": len(data.x_test),
+                       "majority": majority_rate(data.y_test)}
             cells.append(({"per_class": per_class, "point": point, "epochs": cell_config.train.epochs,
-                           "dataset": {"name": data.name, "train": len(data.x_train), "test": len(data.x_test)}},
-                          cell_config, data, levels, groups))
+                           "dataset": dataset}, cell_config, data, levels))
+    for group in program_groups([cell[1] for cell in cells]):
+        if len(group) > 1:
+            validate_members(cells[group[0][0]][1])
     return cells
+
+
+def majority_rate(labels: np.ndarray) -> float:
+    """The test accuracy of always answering the most frequent class: what a model must beat to inform."""
+    return float(np.bincount(np.asarray(labels, np.int64)).max() / len(labels))
 
 
 def _train_cells(cells: list[Cell], config: ml_collections.ConfigDict, workdir: str, progress: bool) -> dict[str, Any]:
     clock = WallTimes(os.path.join(workdir, "checkpoints", "wall_times.json") if config.checkpoint.enabled else None)
-    results = {"config": config.to_dict(), "cells": []}
+    tags = [report.cell_tag(cell[0]) for cell in cells]
+    records: list[dict[int, dict[str, Any]]] = [{} for _ in cells]  # per cell: seed -> record
+    program_caches: dict[int, ProgramCache] = {}  # per first cell: its trainings share levels, so compile once
     try:
-        for cell, cell_config, data, levels, groups in cells:
-            tag = report.cell_tag(cell)
-            checkpoint_dir = os.path.join(workdir, "checkpoints", tag) if config.checkpoint.enabled else None
-            log_dir = os.path.join(workdir, "tensorboard", tag) if config.tensorboard else None
-            program_cache = ProgramCache()  # a cell's seeds train the same levels: each compiles once
-            records = []
-            for seeds in groups:
-                records += run_seeds(levels, data, cell_config, seeds, progress, checkpoint_dir, log_dir, program_cache)
-                clock.save()
-            results["cells"].append({**cell, "runs": records})
+        for group in program_groups([cell[1] for cell in cells]):
+            first = group[0][0]
+            _, _, data, levels = cells[first]
+            configs = [with_values(cells[cell][1], {"seed": seed}) for cell, seed in group]
+            checkpoint_dir = (os.path.join(workdir, "checkpoints", group_folder(tags, group))
+                              if config.checkpoint.enabled else None)
+            log_dirs = ([os.path.join(workdir, "tensorboard", tags[cell], f"seed_{seed}") for cell, seed in group]
+                        if config.tensorboard else None)
+            group_records = run_group(levels, data, configs, progress, checkpoint_dir, log_dirs,
+                                      program_caches.setdefault(first, ProgramCache()))
+            for (cell, seed), record in zip(group, group_records):
+                records[cell][seed] = record
+            clock.save()
     except (Preempted, TrainingDiverged):  # stopped with checkpoints kept: a rerun resumes the work they hold
         clock.save()
         raise
+    results = {"config": config.to_dict(),
+               "cells": [{**cell[0], "runs": [runs[seed] for seed in sorted(runs)]} for cell, runs in zip(cells, records)]}
     results["wall_times"] = clock.save()
     results["wall_time"] = sum(results["wall_times"])
     if jax.process_index() > 0:  # several processes share one workdir (and agree on the results): one writes

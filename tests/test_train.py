@@ -23,7 +23,8 @@ def test_digits_main_job_writes_json_table_and_plot(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     (cell,) = saved["cells"]
     assert [run["seed"] for run in cell["runs"]] == [0, 1]
-    assert cell["dataset"] == {"name": "digits", "train": 1257, "test": 540}
+    # majority: the test split's most frequent class, 55 of 540 examples
+    assert cell["dataset"] == {"name": "digits", "train": 1257, "test": 540, "majority": 55 / 540}
     # 64 pixels -> 16 (-> 16) -> 10 classes, weights and biases
     assert [run["num_params"] for run in cell["runs"][0]["sal"]] == [64 * 16 + 16 + 16 * 10 + 10,
                                                                     64 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10]
@@ -84,18 +85,50 @@ def test_wall_time_sums_every_invocation_including_a_stopped_one(tmp_path, monke
     config.model.levels, config.model.width = (1,), 16
     config.train.epochs, config.num_seeds, config.tensorboard = 1, 2, False
     config.baselines.epoch_matched = config.baselines.time_matched = False
-    run_seeds = train.run_seeds
+    run_group = train.run_group
 
-    def stop_in_seed_1(levels, data, config, seeds, *args):
-        if seeds == (1,):
+    def stop_in_seed_1(levels, data, configs, *args):
+        if configs[0].seed == 1:
             raise Preempted("preempted")
-        return run_seeds(levels, data, config, seeds, *args)
+        return run_group(levels, data, configs, *args)
 
-    monkeypatch.setattr(train, "run_seeds", stop_in_seed_1)
+    monkeypatch.setattr(train, "run_group", stop_in_seed_1)
     with pytest.raises(Preempted):
         train_and_evaluate(config, str(tmp_path), progress=False)
     (stopped,) = json.loads((tmp_path / "checkpoints" / "wall_times.json").read_text())
-    monkeypatch.setattr(train, "run_seeds", run_seeds)
+    monkeypatch.setattr(train, "run_group", run_group)
     results = train_and_evaluate(config, str(tmp_path), progress=False)
     assert results["wall_times"][0] == stopped > 0 and len(results["wall_times"]) == 2
     assert json.loads((tmp_path / "results.json").read_text())["wall_time"] == sum(results["wall_times"])
+
+
+def _point_configs(points, **train):
+    from sal_jax.config import default_config, with_values
+
+    base = default_config()
+    base.num_seeds = 2
+    for key, value in train.items():
+        base.train[key] = value
+    return [with_values(base, point) for point in points]
+
+
+def test_program_groups_put_points_that_differ_in_member_settings_in_one_program():
+    """Cells 0, 2, 3 differ in λ_h, T and the learning rate only: one program (ensemble 0), or chunks
+    of 3 in cell-then-seed order; cell 1 (cosine) and cell 4 (λ_h = 0: no hidden term) compile their own."""
+    points = [{}, {"guidance.distance": "cosine"}, {"guidance.hidden_weight": 0.3, "guidance.temperature": 2.0},
+              {"train.learning_rate": 3e-3}, {"guidance.hidden_weight": 0.0}]
+    assert train.program_groups(_point_configs(points, ensemble=0)) == [
+        [(0, 0), (0, 1), (2, 0), (2, 1), (3, 0), (3, 1)], [(1, 0), (1, 1)], [(4, 0), (4, 1)]]
+    assert train.program_groups(_point_configs(points, ensemble=3)) == [
+        [(0, 0), (0, 1), (2, 0)], [(1, 0), (1, 1)], [(2, 1), (3, 0), (3, 1)], [(4, 0), (4, 1)]]
+    assert train.program_groups(_point_configs(points, ensemble=1)) == [
+        [(cell, seed)] for cell in range(5) for seed in (0, 1)]
+    assert train.group_folder(["a", "b", "c", "d", "e"], [(2, 1), (3, 0), (3, 1)]) == "c_and_1_more/from_seed_1"
+    assert train.group_folder(["a", "b"], [(1, 0), (1, 1)]) == "b/seeds_0-1"
+
+
+def test_program_groups_train_a_family_that_cannot_stack_in_turn(capsys):
+    (config,) = _point_configs([{"model.family": "glai"}], ensemble=0)
+    train._note_in_turn.cache_clear()  # said once a run: this test's run starts here
+    assert train.program_groups([config]) == [[(0, 0)], [(0, 1)]]
+    assert "family 'glai' trains its seeds in turn" in capsys.readouterr().err
