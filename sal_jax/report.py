@@ -77,8 +77,9 @@ def method_rows(records: Sequence[Record]) -> list[tuple[str, list[Record]]]:
 
 
 def mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 1) -> str:
+    """'mean ± sd' over seeds, the sample SD (ddof = 1: the seeds are a sample of the runs one could make)."""
     v = np.asarray(values, dtype=float) * scale
-    return f"{v.mean():.{digits}f} ± {v.std():.{digits}f}" if len(v) > 1 else f"{v[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v[0]:.{digits}f}"
 
 
 def diverged_mark(runs: Sequence[Record]) -> str:
@@ -386,12 +387,12 @@ def level_accuracy_figure(cells: Sequence[Record]) -> Figure:
         levels = np.arange(1, accs.shape[1] + 1)
         size = ", ".join(filter(None, [f"{cell['per_class']}/class" if cell["per_class"] else "full",
                                        point_label(cell.get("point", {}))]))
-        ax.errorbar(levels, accs.mean(0), yerr=accs.std(0), marker="o", capsize=3, color=colors[i],
+        ax.errorbar(levels, accs.mean(0), yerr=accs.std(0, ddof=min(1, len(accs) - 1)), marker="o", capsize=3, color=colors[i],
                     linestyle=styles[i % len(styles)], label=f"SAL, {size}")
         for j, (key, label) in enumerate(BASELINES.items()):
             if key in records[0]:
                 plain = [rec[key]["final_test_accuracy"] for rec in records]
-                ax.errorbar([levels[-1] + 0.18 * (j + 1)], [np.mean(plain)], yerr=[np.std(plain)],
+                ax.errorbar([levels[-1] + 0.18 * (j + 1)], [np.mean(plain)], yerr=[np.std(plain, ddof=min(1, len(plain) - 1))],
                             marker=BASELINE_STYLE[key][1], markersize=7, capsize=3, color=colors[i],
                             linestyle="none", markerfacecolor="none", label=f"{label}, {size}")
         ladders.append([run.get("num_params") for run in _last_round(records[0]["sal"])])

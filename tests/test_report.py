@@ -202,3 +202,9 @@ def test_a_report_without_baselines_has_no_empty_table_and_counts_one_epoch(tmp_
     assert "| cell | SAL bottom minus |" not in text and report.NO_BASELINE in text
     assert "(1 epoch per level)" in text and "1 epochs" not in text
     assert "(3 epochs per level)" in report.write_report({"cells": [cell(0)]}, str(tmp_path))
+
+
+def test_mean_std_gives_the_sample_sd_over_seeds():
+    # 1, 2, 3: sample SD 1.0 (ddof = 1); the population SD would print 0.8
+    assert report.mean_std([1.0, 2.0, 3.0]) == "2.0 ± 1.0"
+    assert report.mean_std([0.5], scale=100) == "50.0"
