@@ -17,12 +17,11 @@ weight decay; sal_jax.members.MEMBER_SETTINGS): the guidance's are inputs of the
 live in its state (`optax.inject_hyperparams`).
 
 What members do not do yet: a family's epoch work (GLAI's freeze, SET's evolution; those families train
-their members in turn, sal_jax.families), gradient diagnostics, a data-parallel or multi-process mesh.
+their members in turn, sal_jax.families), gradient diagnostics, FSDP, several processes.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 from typing import Any
@@ -60,9 +59,10 @@ def setup_members(plan: LevelPlan, data: ArrayDataset, config: ml_collections.Co
                   program_cache: chunks.ProgramCache | None = None) -> LevelSetup:
     """sal_jax.level_loop.setup_level for members: the members split over as many devices as divide them
     (the `ensemble` mesh axis), each with its teacher's cache (one pass of its teacher), its augmentation
-    key and its epoch orders; what counts as training time is the lone setup's."""
+    key and its epoch orders; with config.parallel.data = k, each member's batch over k devices
+    (`members.member_mesh_shape`); what counts as training time is the lone setup's."""
     batch_size, m = config.train.batch_size, len(plan.seeds)
-    mesh = members.make_member_mesh(math.gcd(m, jax.device_count()))
+    mesh = members.make_member_mesh(*members.member_mesh_shape(m, config.parallel, jax.device_count()))
     shardings = members.member_shardings(mesh)
     teacher_variables = None if plan.teacher is None else plan.teacher[1]
     guidance, tx, state = initial_state(plan, data, config)
@@ -73,7 +73,7 @@ def setup_members(plan: LevelPlan, data: ArrayDataset, config: ml_collections.Co
 
     compile_start = time.perf_counter()
     key = (*chunks.program_key(plan.student, None if plan.teacher is None else plan.teacher[0], data, config,
-                               plan.epochs, state), "members", m, mesh.shape[members.ENSEMBLE], tuple(sorted(plan.settings)))
+                               plan.epochs, state), "members", m, tuple(mesh.shape.items()), tuple(sorted(plan.settings)))
     reused = None if program_cache is None else program_cache.get(key)
     cached = use_teacher_cache(config, guidance)
     scaled = guidance is not None and guidance.use_hidden and guidance.feature_norm != "none"

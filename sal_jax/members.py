@@ -17,6 +17,7 @@ sums in another order than M single ones); the same members run twice give the s
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Sequence, TypeVar
 
 import flax.linen as nn
@@ -215,6 +216,17 @@ def member_plans(num_examples: int, batch_size: int, orders: Sequence[np.ndarray
 
 
 # -- devices ---------------------------------------------------------------------------------------------
+def member_mesh_shape(m: int, parallel: ml_collections.ConfigDict, num_devices: int) -> tuple[int, int]:
+    """(ensemble, data) for m members: each member's batch over config.parallel.data devices when it is set
+    (-1, the default: 1, the devices are the members'), the members over as many of the remaining groups
+    of devices as divide their number (every device of the axis holds as many members)."""
+    data = parallel.data if parallel.data > 0 else 1
+    if num_devices % data:
+        raise ConfigError(f"config.parallel.data: {data} does not divide the {num_devices} devices (members: "
+                          f"each member's batch over {data} devices, the members over the rest)")
+    return math.gcd(m, num_devices // data), data
+
+
 def make_member_mesh(ensemble: int, data: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
     """An (ENSEMBLE, DATA) mesh: members split over `ensemble` devices, each member's batch over `data`."""
     devices = jax.devices() if devices is None else devices

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from sal_jax import families, parallel
+from sal_jax import families, members, parallel
 from sal_jax.config import check_train_values
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.errors import ConfigError, is_integer, is_number
@@ -45,11 +45,11 @@ def validate_training(config: ml_collections.ConfigDict, data: ArrayDataset) -> 
 
 def validate_members(config: ml_collections.ConfigDict) -> None:
     """What members (sal_jax.member_loop) cannot do yet, named before training."""
-    parallel_config = config.parallel
-    if parallel_config.data not in (-1, 1) or parallel_config.fsdp != 1:
-        raise ConfigError("config.parallel: members use the devices for their own mesh axis (ensemble); a data "
-                          "or fsdp axis beside it is not supported yet: leave data=-1, fsdp=1 or set "
-                          "config.train.ensemble=1")
+    if config.parallel.fsdp != 1:
+        raise ConfigError("config.parallel.fsdp: members split over their own mesh axis (ensemble), beside a "
+                          "data axis (config.parallel.data) but not FSDP yet: set fsdp=1 or config.train.ensemble=1")
+    _, data = members.member_mesh_shape(1, config.parallel, jax.device_count())
+    parallel.check_batch_size(config.train.batch_size, data, 1)
     if jax.process_count() > 1:
         raise ConfigError("config.train.ensemble: members in several processes are not supported yet; set "
                           "config.train.ensemble=1")

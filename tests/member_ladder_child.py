@@ -3,9 +3,9 @@ on 1 device and sets XLA_FLAGS=--xla_force_host_platform_device_count=8).
 
     member_ladder_child.py CONFIG_JSON CHECKPOINT_DIR OUT_NPZ
 
-CONFIG_JSON holds {"config": ..., "seeds": [...], "settings": {...}}; the ladder runs on conftest.blobs().
-OUT_NPZ receives every member's SAL level variables ("<member>/<run>/<path>") and the devices the
-ensemble axis used ("ensemble_devices").
+CONFIG_JSON holds {"config": ..., "seeds": [...], "settings": {...}, "parallel_data": k} (k: each member's
+batch over k devices here); the ladder runs on conftest.blobs(). OUT_NPZ receives every member's SAL level
+variables ("<member>/<run>/<path>") and the (ensemble, data) shape of each level's mesh ("meshes").
 """
 import json
 import sys
@@ -26,6 +26,7 @@ def main(config_json: str, checkpoint_dir: str, out: str) -> None:
     assert jax.device_count() == 8, jax.devices()
     spec = json.loads(Path(config_json).read_text())
     config, data = ml_collections.ConfigDict(spec["config"]), conftest.blobs()
+    config.parallel.data = spec.get("parallel_data", config.parallel.data)  # result-neutral: resumes anyway
     levels = make_ladder(config.model, data.num_classes)
     meshes, make_mesh = [], members.make_member_mesh  # the meshes the members' levels train on
     members.make_member_mesh = lambda *args, **kwargs: meshes.append(make_mesh(*args, **kwargs)) or meshes[-1]
@@ -36,7 +37,7 @@ def main(config_json: str, checkpoint_dir: str, out: str) -> None:
         for j, run in enumerate(result.sal):
             for path, leaf in jax.tree_util.tree_flatten_with_path(run.variables)[0]:
                 arrays[f"{i}/{j}/{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
-    arrays["ensemble_devices"] = np.asarray([mesh.shape[members.ENSEMBLE] for mesh in meshes])
+    arrays["meshes"] = np.asarray([(mesh.shape[members.ENSEMBLE], mesh.shape["data"]) for mesh in meshes])
     np.savez(out, **arrays)
 
 

@@ -143,8 +143,9 @@ def test_an_ensemble_stopped_by_sigterm_resumes_bit_for_bit(data, config, tmp_pa
 
 def test_an_ensemble_stopped_on_one_device_resumes_on_eight(data, config, tmp_path, monkeypatch):
     """4 members (2 seeds x 2 values of λ_h) checkpointed on 1 device and stopped in round 2; resumed on 8
-    simulated devices (tests/member_ladder_child.py: the members split over 4 of them): every member's
-    levels equal the same ensemble's uninterrupted run on 1 device to rounding."""
+    simulated devices (tests/member_ladder_child.py), the members over an ensemble axis of 4 and each
+    member's batch over a data axis of 2 (config.parallel.data = 2): every member's levels equal the same
+    ensemble's uninterrupted run on 1 device to rounding."""
     import os
     import subprocess
     import sys
@@ -158,7 +159,7 @@ def test_an_ensemble_stopped_on_one_device_resumes_on_eight(data, config, tmp_pa
         train_members(levels, data, config, seeds, checkpoint_dir=str(tmp_path / "ckpt"), settings=settings)
     monkeypatch.undo()
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"config": config.to_dict(), "seeds": seeds, "settings": settings}))
+    spec.write_text(json.dumps({"config": config.to_dict(), "seeds": seeds, "settings": settings, "parallel_data": 2}))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     child = Path(__file__).resolve().parent / "member_ladder_child.py"
     out = subprocess.run([sys.executable, str(child), str(spec), str(tmp_path / "ckpt"), str(tmp_path / "out.npz")],
@@ -166,7 +167,7 @@ def test_an_ensemble_stopped_on_one_device_resumes_on_eight(data, config, tmp_pa
     assert out.returncode == 0, out.stderr[-3000:]
     assert "resuming" in out.stderr
     resumed = np.load(tmp_path / "out.npz")
-    assert max(resumed["ensemble_devices"]) == 4
+    assert {tuple(shape) for shape in resumed["meshes"]} == {(4, 2)}
     uninterrupted = train_members(levels, data, config, seeds, settings=settings)
     largest = 0.0
     for i, result in enumerate(uninterrupted):

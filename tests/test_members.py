@@ -309,7 +309,7 @@ def test_eight_devices_split_members_without_communication():
     """8 members on 8 simulated devices (tests/members_child.py): over the ensemble axis alone, and 4 x 2
     with each member's batch split over the data axis, against 1 device: equal to rounding. The compiled
     programs hold no collective when only the ensemble axis is > 1 (and the 4 x 2 one does: the check sees
-    collectives where there are some)."""
+    collectives where there are some, each within one member's devices)."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, str(ROOT / "tests" / "members_child.py")], env=env, capture_output=True,
                          text=True, timeout=300)
@@ -317,6 +317,10 @@ def test_eight_devices_split_members_without_communication():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["collectives"]["ensemble 8"] == {"train": [], "evaluate": [], "guided train": []}
     assert result["collectives"]["ensemble 4 x data 2"]["train"]  # the data axis all-reduces the gradients
+    # ... within each member's devices: no collective's device group spans two members
+    assert result["across_members"] == {name: {"train": [], "evaluate": [], "guided train": []}
+                                        for name in ("ensemble 8", "ensemble 4 x data 2")}
+    assert result["control"]  # a sum over the members is seen crossing them
     print(f"8 devices vs 1: largest parameter difference {result['difference']}")
     assert max(result["difference"].values()) <= PARAMS_ATOL
 

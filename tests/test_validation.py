@@ -178,3 +178,16 @@ def test_a_workdir_that_is_a_file_or_under_one(tmp_path):
                    lambda: check_workdir(str(afile / "run")))
     check_workdir(str(tmp_path / "new" / "run"))  # a good one is created
     assert (tmp_path / "new" / "run").is_dir()
+
+
+def test_members_refuse_fsdp_and_a_data_axis_that_does_not_fit():
+    from sal_jax.config import default_config
+    from sal_jax.validation import validate_members
+
+    config = default_config()
+    config.train.ensemble, config.parallel.fsdp = 4, 2
+    with pytest.raises(ConfigError, match=r"config.parallel.fsdp: members split over their own mesh axis"):
+        validate_members(config)
+    config.parallel.fsdp, config.parallel.data = 1, 3  # 1 device here: 3 does not divide it
+    with pytest.raises(ConfigError, match=r"config.parallel.data: 3 does not divide the 1 devices"):
+        validate_members(config)
