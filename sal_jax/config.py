@@ -109,9 +109,12 @@ def default_config() -> ml_collections.ConfigDict:
 
     config.baselines = ml_collections.ConfigDict()
     config.baselines.epoch_matched = True  # plain bottom level, epochs * rounds epochs
-    config.baselines.time_matched = True   # plain bottom level, the whole SAL run's training time
-    # Also every level above the bottom, plain (the same two kinds; a level's time-matched budget is SAL's
-    # training time until that level was final): which level is best, SAL or plain?
+    config.baselines.time_matched = True   # plain bottom level, the whole SAL run's training time (wall clock)
+    # plain bottom level, the whole SAL run's FLOPs (XLA's count; sal_jax/compute_budget.py): as many steps
+    # as they buy, the same on every machine
+    config.baselines.compute_matched = True
+    # Also every level above the bottom, plain (the same kinds; a level's time- and compute-matched budgets
+    # are SAL's training time and FLOPs until that level was final): which level is best, SAL or plain?
     config.baselines.every_level = False
 
     # TensorBoard event files under <workdir>/tensorboard, one run per cell/seed/ladder/level:

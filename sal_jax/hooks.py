@@ -18,7 +18,8 @@ the next point):
       between_epochs        (not after the last) a new train state, or None; its time is training time
     close                   always, also after an exception
 
-Training stops when any hook's `stop` is true: `train_level` adds an `EpochLimit` or a `TimeBudget`.
+Training stops when any hook's `stop` is true: `train_level` adds an `EpochLimit`, a `TimeBudget` or a
+`StepBudget`.
 Hook time is not training time, except `between_epochs` (a family's work between epochs is its method's
 cost). What a hook keeps must be in loop.progress (e.g. `monitor`, a family's JSON record) to survive a
 resume; the rest is rebuilt by `start`.
@@ -32,6 +33,8 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
+import jax
+import numpy as np
 from tqdm.auto import tqdm
 
 from sal_jax import parallel
@@ -108,11 +111,36 @@ class TimeBudget(Hook):
 
 
 @dataclasses.dataclass
+class StepBudget(Hook):
+    """Training ends after `steps` training steps of the level, counted as its state counts them (so a
+    phase that continues an earlier part, or a resumed one, counts the steps before it): calls end
+    exactly there, mid-epoch if need be, and that last epoch's row is evaluated like any level's last.
+    The compute-matched baseline's limit (sal_jax.compute_budget.step_budget): a function of the configs,
+    never of the clock, so every process and every machine stops at the same step."""
+
+    steps: int
+    done: int = 0  # steps the level has trained so far: read from the state at `start`, then counted
+
+    def start(self, loop: LevelLoop) -> None:
+        # members: the largest count (a member that failed keeps the step it stopped at)
+        self.done = int(np.max(np.asarray(jax.device_get(loop.state.step))))
+
+    def steps_until(self, loop: LevelLoop) -> int | None:
+        return max(1, self.steps - self.done)
+
+    def after_call(self, loop: LevelLoop, call: Call) -> None:
+        self.done += call.steps
+
+    def stop(self, loop: LevelLoop) -> bool:
+        return self.done >= self.steps
+
+
+@dataclasses.dataclass
 class ProgressBar(Hook):
     """A tqdm bar of epochs on stderr; none when stderr is not a terminal (a log file would collect every
     redraw). Cleared when the level ends, also on an exception."""
 
-    total: int | None  # epochs; None under a time budget
+    total: int | None  # epochs; None under a time budget; the epochs a step budget reaches
     name: str
     bar: Any = None
 

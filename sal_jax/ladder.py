@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from sal_jax import chunks, families
+from sal_jax import chunks, compute_budget, families
 from sal_jax.data.arrays import ArrayDataset
 from sal_jax.determinism import apply_determinism
 from sal_jax.errors import TrainingDiverged
@@ -43,6 +43,12 @@ class LadderResult:
     # every level's plain baselines (the bottom's too), {level: {kind: run}}: the levels above the bottom
     # have them with config.baselines.every_level
     plain: dict[int, dict[str, LevelRun]] = dataclasses.field(default_factory=dict)
+    plain_compute_matched: LevelRun | None = None  # the bottom level's, for SAL's FLOPs
+
+    @property
+    def sal_flops(self) -> int | None:
+        """FLOPs of SAL's whole training (sal_jax.compute_budget); None for runs from before they were counted."""
+        return None if any(run.flops is None for run in self.sal) else sum(run.flops for run in self.sal)
 
     @property
     def levels(self) -> list[Variables]:
@@ -60,25 +66,29 @@ class Phase:
     """One training of one level within a ladder run."""
 
     name: str
-    kind: str    # "sal", "plain_epoch_matched" or "plain_time_matched"
+    kind: str    # "sal", or a key of BASELINE_KINDS
     level: int   # 1-based
     round: int
     part: str = ""  # "structure": a GLAI level's structure phase; the phase after it continues that training
 
 
-BASELINE_KINDS = {"plain_epoch_matched": "epoch-matched", "plain_time_matched": "time-matched"}
+# The plain baselines, in the order they train (a sparse level's evolution key folds in the index: new
+# kinds go last). Each is on with config.baselines.<kind without "plain_">.
+BASELINE_KINDS = {"plain_epoch_matched": "epoch-matched", "plain_time_matched": "time-matched",
+                  "plain_compute_matched": "compute-matched"}
 
 
 def ladder_phases(num_levels: int, config: ml_collections.ConfigDict) -> list[Phase]:
-    """What a ladder run trains, in order: SAL level by level and round by round, then the baselines:
-    the bottom level's, or with config.baselines.every_level every level's, top first. The level family
+    """What a ladder run trains, in order: SAL level by level and round by round, then the baselines
+    (BASELINE_KINDS that the config asks for): the bottom level's, or with config.baselines.every_level
+    every level's, top first. The level family
     may train one of them as several phases (a GLAI level's first training: its structure phase, then
     the rest; sal_jax.families)."""
     family = families.find(config.model.family)
     parts = family.phase_parts if family is not None else lambda phase: [phase]
     phases = [Phase(f"SAL r{r} L{k}", "sal", k, r)
               for r in range(1, config.train.rounds + 1) for k in range(1, num_levels + 1)]
-    wanted = [kind for kind in BASELINE_KINDS if config.baselines[kind.removeprefix("plain_")]]
+    wanted = [kind for kind in BASELINE_KINDS if config.baselines.get(kind.removeprefix("plain_"), False)]
     for k in range(1 if config.baselines.every_level else num_levels, num_levels + 1):
         level = "" if k == num_levels else f" L{k}"  # the bottom's names are those of runs before every_level
         phases += [Phase(f"plain{level} ({BASELINE_KINDS[kind]})", kind, k, 1) for kind in wanted]
@@ -87,18 +97,18 @@ def ladder_phases(num_levels: int, config: ml_collections.ConfigDict) -> list[Ph
 
 def phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Phase], done: Sequence[LevelRun],
                  config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """train_level's arguments for `phase`, given the phases done before it."""
+    """train_level's arguments for `phase`, given the phases done before it. The time- and compute-matched
+    budgets are SAL's training time and FLOPs until the phase's level was final: all of SAL's for the bottom."""
     def latest(level: int) -> Variables | None:
         runs = [run for run, p in zip(done, phases) if p.kind == "sal" and p.level == level]
         return runs[-1].variables if runs else None
 
     if phase.kind == "plain_epoch_matched":
         inputs = {"epochs": config.train.epochs * config.train.rounds}
-    elif phase.kind == "plain_time_matched":  # SAL's time until this level was final: all of it for the bottom
-        last = max(i for i, p in enumerate(phases) if p.kind == "sal" and p.level == phase.level)
-        # a structure phase's time is counted by the phase that continues it
-        inputs = {"time_budget": sum(run.train_time for run, p in zip(done, phases[:last + 1])
-                                     if p.kind == "sal" and not p.part)}
+    elif phase.kind == "plain_time_matched":
+        inputs = {"time_budget": sum(run.train_time for run in sal_until(phase.level, phases, done))}
+    elif phase.kind == "plain_compute_matched":
+        inputs = {"flop_budget": compute_budget.sal_flops(sal_until(phase.level, phases, done))}
     else:
         guided = phase.level > 1
         inputs = {"round_": phase.round, "start_from": latest(phase.level),
@@ -106,6 +116,13 @@ def phase_inputs(phase: Phase, levels: Sequence[nn.Module], phases: Sequence[Pha
     family = families.find(config.model.family)  # the family's own work (sal_jax.families): none without one
     extra = {} if family is None else family.phase_inputs(phase, levels, phases, done, config, inputs.get("epochs"))
     return {**inputs, **extra}
+
+
+def sal_until(level: int, phases: Sequence[Phase], done: Sequence[LevelRun]) -> list[LevelRun]:
+    """SAL's runs until `level` was final (its last round), those of levels above it included. A GLAI
+    structure phase is left out: the phase that continues it holds its time and FLOPs."""
+    last = max(i for i, p in enumerate(phases) if p.kind == "sal" and p.level == level)
+    return [run for run, p in zip(done, phases[:last + 1]) if p.kind == "sal" and not p.part]
 
 
 def train_ladder(levels: Sequence[nn.Module], data: ArrayDataset, config: ml_collections.ConfigDict,
@@ -202,7 +219,7 @@ def run_phases(run: Run, store: RunCheckpointer | None = None) -> list[LevelRun]
             store.start_phase(phase.name)
         inputs = phase_inputs(phase, levels, phases, done, config)
         # a member whose SAL went non-finite stays frozen in its later SAL phases (its teacher is gone); its
-        # plain baselines, which need nothing of SAL but the time-matched budget, train
+        # plain baselines, which need nothing of SAL but the time- and compute-matched budgets, train
         frozen = [i for i in range(len(run.seeds)) if phase.kind == "sal"
                   and any(r.failure[i] for r, p in zip(done, phases) if p.kind == "sal")]
         start_steps = ([0] * max(1, len(run.seeds)) if resume is None
@@ -236,7 +253,7 @@ def _kept_checkpoints(store: RunCheckpointer | None) -> Iterator[None]:
 
 def phase_run_name(phase: Phase, rounds: int, num_levels: int) -> str:
     """A phase's TensorBoard run (folder) name: level2, round2_level3, plain_time_matched (the bottom's),
-    plain_time_matched_level2; a GLAI structure phase's with "_structure" appended."""
+    plain_compute_matched_level2; a GLAI structure phase's with "_structure" appended."""
     suffix = f"_{phase.part}" if phase.part else ""
     if phase.kind != "sal":
         return (phase.kind if phase.level == num_levels else f"{phase.kind}_level{phase.level}") + suffix
@@ -295,4 +312,5 @@ def _ladder_result(phases: Sequence[Phase], done: Sequence[LevelRun]) -> LadderR
             plain.setdefault(p.level, {})[p.kind] = run
     bottom = plain.get(max(p.level for p in phases), {})
     return LadderResult([run for p, run in finished if p.kind == "sal"],
-                        bottom.get("plain_epoch_matched"), bottom.get("plain_time_matched"), plain)
+                        bottom.get("plain_epoch_matched"), bottom.get("plain_time_matched"), plain,
+                        bottom.get("plain_compute_matched"))

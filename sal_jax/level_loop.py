@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sal_jax import chunks, families, parallel
+from sal_jax import chunks, compute_budget, families, parallel
 from sal_jax.data.arrays import ArrayDataset, epoch_order
 from sal_jax.data.images import augment_images
 from sal_jax.errors import TrainingDiverged
 from sal_jax.guidance import Guidance, make_guidance
-from sal_jax.hooks import Call, EpochLimit, Hook, ProgressBar, TimeBudget
+from sal_jax.hooks import Call, EpochLimit, Hook, ProgressBar, StepBudget, TimeBudget
 from sal_jax.levels import Variables, host_device
 from sal_jax.members import OPTIMIZER_SETTINGS, check_member_settings, member, member_optimizer, settings_states, stack
 from sal_jax.optimizers import make_optimizer
@@ -380,7 +380,8 @@ def _between_epochs(loop: LevelLoop, hooks: Sequence[Hook]) -> None:
 
 def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.ConfigDict, *, level: int,
                 round_: int = 1, epochs: int | None = None, teacher: tuple[nn.Module, Variables] | None = None,
-                start_from: Variables | None = None, time_budget: float | None = None, name: str = "",
+                start_from: Variables | None = None, time_budget: float | None = None,
+                flop_budget: int | None = None, name: str = "",
                 progress: bool = False, resume: tuple[TrainState, Progress] | None = None,
                 hooks: Sequence[Hook] = (), program_cache: chunks.ProgramCache | None = None,
                 continue_from: LevelRun | None = None, seeds: Sequence[int] = (),
@@ -392,6 +393,8 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
       continue; optimizer state and projections start fresh, since the guidance target has changed).
     time_budget: stop after this many seconds of training instead of after `epochs` (the time-matched
       baseline; sal_jax.hooks.TimeBudget).
+    flop_budget: stop at the step where the training's FLOPs would pass this many instead (the
+      compute-matched baseline; sal_jax.compute_budget.step_budget, sal_jax.hooks.StepBudget).
     resume: a (state, progress) from a checkpoint; training continues exactly where it stopped.
     hooks: run at the loop's named points (sal_jax.hooks), after the loop's own: e.g. a family's epoch
       work, TensorBoard (sal_jax.summaries.TensorBoardHook), checkpoints (sal_jax.checkpoint), your metric.
@@ -407,20 +410,40 @@ def train_level(student: nn.Module, data: ArrayDataset, config: ml_collections.C
       {"guidance.hidden_weight": (0.3, 1.0, 3.0)} (one per member; the others are the config's).
 
     Runs on the mesh of `config.parallel` (sal_jax.parallel): one compilation for training and one for
-    evaluation per level. See `setup_level` and `run_level` for what counts as training time.
+    evaluation per level. See `setup_level` and `run_level` for what counts as training time. The
+    result holds the training's FLOPs (sal_jax.compute_budget), counted off the training clock
+    (`compile_time`) and kept in `program_cache`.
     """
+    if time_budget is not None and flop_budget is not None:
+        raise ValueError("train_level: give a time_budget or a flop_budget, not both")
     epochs = config.train.epochs if epochs is None else epochs
     settings = {k: tuple(v) for k, v in (settings or {}).items()}
     if settings:
         check_member_settings(config, settings, len(seeds))
     plan = LevelPlan(student, level, round_, epochs, teacher, start_from, continue_from, name, tuple(seeds),
                      tuple(frozen), settings)
+    counting = time.perf_counter()
+    flops = compute_budget.level_flops(plan, data, config, program_cache)
+    counting = time.perf_counter() - counting
     setup = setup_level(plan, data, config, resume, program_cache)
-    limit = TimeBudget(time_budget) if time_budget is not None else EpochLimit(epochs)
-    bar = [ProgressBar(None if time_budget else epochs, plan.title)] if progress else []
+    setup.compile_time += counting
+    steps = None if flop_budget is None else compute_budget.step_budget(flop_budget, flops, continue_from)
+    limit, total = _limit(epochs, time_budget, steps, len(data.x_train) // config.train.batch_size)
+    bar = [ProgressBar(total, plan.title)] if progress else []
     # the limit first: its stop() is asked first, as before hooks existed (a time budget's is collective);
     # the caller's hooks are ordered by the caller (checkpoints last)
-    return run_level(plan, setup, data, config, [limit, *bar, *hooks])
+    run = run_level(plan, setup, data, config, [limit, *bar, *hooks])
+    return compute_budget.with_flops(run, flops, continue_from, flop_budget, steps)
+
+
+def _limit(epochs: int, time_budget: float | None, steps: int | None, steps_per_epoch: int
+           ) -> tuple[Hook, int | None]:
+    """The hook that ends a training, and the epochs it reaches for the progress bar (None: unknown)."""
+    if time_budget is not None:
+        return TimeBudget(time_budget), None
+    if steps is not None:
+        return StepBudget(steps), compute_budget.ceil_epochs(steps, steps_per_epoch)
+    return EpochLimit(epochs), epochs
 
 
 TERMS = ("ce", "hidden", "output")

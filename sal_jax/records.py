@@ -28,6 +28,14 @@ class LevelRun:
     # (A lone training that goes non-finite raises TrainingDiverged instead.) A stacked run of members holds
     # a list per member here and in steps and diverged, and its history rows a list per metric.
     failure: str = ""
+    # FLOPs (XLA's count, sal_jax.compute_budget; None in records written before they were counted): one
+    # train step's, and the whole training's (steps x step + the teacher cache's pass; an earlier part's
+    # included, as in train_time). Members: every member's (a member that failed stopped earlier).
+    step_flops: int | None = None
+    flops: int | None = None
+    # The compute-matched baseline only: the FLOPs it was given (SAL's) and the step count they buy.
+    flop_budget: int | None = None
+    step_budget: int | None = None
 
     def record(self) -> dict[str, Any]:
         """Everything but the variables, as JSON: what a checkpoint stores of a finished phase, and what
@@ -35,6 +43,9 @@ class LevelRun:
         record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "variables"}
         if not record["failure"]:  # only a member that failed has one: other records keep their fields
             del record["failure"]
+        for name in ("flop_budget", "step_budget"):  # only a compute-matched baseline has them
+            if record[name] is None:
+                del record[name]
         return record
 
     @classmethod

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import optax
 
-from sal_jax.hooks import Hook, TimeBudget
+from sal_jax.hooks import Hook, StepBudget, TimeBudget
 from sal_jax.ladder import train_ladder
 from sal_jax.level_loop import train_level
 from sal_jax.models import make_ladder
@@ -108,3 +108,20 @@ def test_a_time_budget_asks_for_one_step_until_it_knows_the_pace():
     assert budget.steps_until(Loop) == 8  # ceil(0.75 / 0.1)
     Loop.progress.train_time = 1.5
     assert budget.steps_until(Loop) == 1  # over budget: the loop still runs whole steps
+
+
+def test_a_step_budget_ends_the_level_at_its_step_and_counts_from_the_states_step(data, config):
+    """StepBudget(5) with 4 steps an epoch: the second epoch stops after its first step, and its row (the
+    last) is evaluated; a resumed or continued level counts the steps its state has done."""
+    config.train.epochs, config.train.eval_every = 5, 10
+    budget = StepBudget(5)
+    run = train_level(make_ladder(config.model, data.num_classes)[0], data, config, level=1, hooks=[budget])
+    assert run.steps == budget.done == 5 and len(run.history) == 2 and "test_accuracy" in run.history[-1]
+
+    class Loop:
+        class state:
+            step = jax.numpy.asarray([7, 3])  # members: one that failed stopped at step 3
+
+    budget = StepBudget(9)
+    budget.start(Loop)
+    assert (budget.done, budget.steps_until(Loop), budget.stop(Loop)) == (7, 2, False)

@@ -230,19 +230,20 @@ def test_a_nonfinite_cnn_step_is_found_where_the_host_dispatches_each_step(confi
 
 def test_every_level_trained_plain_too(data, config):
     """config.baselines.every_level: each level also trains plain. Level 1 plain epoch-matched is SAL's
-    level 1 (unguided, same init and batches: bit-identical); a level's time-matched budget is SAL's time
-    until that level was final; the bottom's baselines keep their names and place in the result."""
+    level 1 (unguided, same init and batches: bit-identical); a level's time- and compute-matched budgets are
+    SAL's time and FLOPs until that level was final; the bottom's baselines keep their names and place in the
+    result."""
     from sal_jax.ladder import ladder_phases, phase_run_name
 
     config.baselines.every_level = True
     levels = make_ladder(config.model, data.num_classes)
     phases = ladder_phases(3, config)
-    assert [p.name for p in phases[3:]] == ["plain L1 (epoch-matched)", "plain L1 (time-matched)",
-                                            "plain L2 (epoch-matched)", "plain L2 (time-matched)",
-                                            "plain (epoch-matched)", "plain (time-matched)"]
-    assert [phase_run_name(p, 1, 3) for p in phases[3:5]] == ["plain_epoch_matched_level1",
-                                                               "plain_time_matched_level1"]
-    assert phase_run_name(phases[-1], 1, 3) == "plain_time_matched"
+    assert [p.name for p in phases[3:]] == [f"plain{level} ({kind}-matched)" for level in (" L1", " L2", "")
+                                            for kind in ("epoch", "time", "compute")]
+    assert [phase_run_name(p, 1, 3) for p in phases[3:6]] == ["plain_epoch_matched_level1",
+                                                               "plain_time_matched_level1",
+                                                               "plain_compute_matched_level1"]
+    assert phase_run_name(phases[-1], 1, 3) == "plain_compute_matched"
     result = train_ladder(levels, data, config)
     assert sorted(result.plain) == [1, 2, 3] and result.plain[3]["plain_time_matched"] is result.plain_time_matched
     chex.assert_trees_all_equal(result.plain[1]["plain_epoch_matched"].variables, result.sal[0].variables)
@@ -251,10 +252,15 @@ def test_every_level_trained_plain_too(data, config):
                                                                   result.plain[1]["plain_epoch_matched"].history)]
     for level, budget in ((1, result.sal[0].train_time), (2, result.sal[0].train_time + result.sal[1].train_time)):
         assert result.plain[level]["plain_time_matched"].train_time >= budget
+    for level in (1, 2, 3):
+        budget = sum(run.flops for run in result.sal[:level])
+        matched = result.plain[level]["plain_compute_matched"]
+        assert matched.flop_budget == budget and matched.steps == matched.step_budget == budget // matched.step_flops
+    assert result.plain[3]["plain_compute_matched"] is result.plain_compute_matched
     from sal_jax.report import ladder_record
     record = ladder_record(result, config.seed)
     assert sorted(record["plain_levels"]) == ["1", "2"] and sorted(record["plain_levels"]["1"]) == sorted(
-        ["plain_epoch_matched", "plain_time_matched"])
+        ["plain_epoch_matched", "plain_time_matched", "plain_compute_matched"])
 
 
 def test_gradient_diagnostics_change_no_result(data, config):
