@@ -19,10 +19,13 @@ from sal_jax.sweep import point_label, point_tag
 from sal_jax.records import LevelRun
 
 Record = dict[str, Any]
-BASELINES = {"plain_epoch_matched": "plain, epoch-matched", "plain_time_matched": "plain, time-matched"}
+# The plain baselines as the tables and plots name them, in their columns' order: the two reproducible
+# ones (epochs, FLOPs: sal_jax.compute_budget), then the wall-clock one.
+BASELINES = {"plain_epoch_matched": "plain, epoch-matched", "plain_compute_matched": "plain, compute-matched",
+             "plain_time_matched": "plain, time-matched"}
 ABLATION_LABELS = {"hidden_only": "SAL hidden-only", "output_only": "SAL output-only"}
-NO_BASELINE = ("No plain baseline to compare with: config.baselines.epoch_matched and "
-               "config.baselines.time_matched are both off.")
+NO_BASELINE = ("No plain baseline to compare with: config.baselines.epoch_matched, .compute_matched and "
+               ".time_matched are all off.")
 # The criterion of sal_jax.level_loop.train_level's `diverged` flag.
 DIVERGED_NOTE = ("diverged: its last epoch's training cross-entropy is above twice that of uniform guessing "
                  "(2 × the log of the class count)")
@@ -45,11 +48,12 @@ def param_count(variables: Record) -> int:
 def ladder_record(result: LadderResult, seed: int) -> Record:
     """A seed's record: SAL's runs, the bottom level's baselines under their kinds, and (with
     config.baselines.every_level) the other levels' under "plain_levels": {"<level>": {kind: record}}."""
-    baselines = {"plain_epoch_matched": result.plain_epoch_matched, "plain_time_matched": result.plain_time_matched}
+    baselines = {"plain_epoch_matched": result.plain_epoch_matched, "plain_time_matched": result.plain_time_matched,
+                 "plain_compute_matched": result.plain_compute_matched}
     bottom = max(run.level for run in result.sal)
     above = {str(level): {kind: run_record(run) for kind, run in runs.items()}
              for level, runs in result.plain.items() if level != bottom}
-    return {"seed": seed, "sal_train_time": result.sal_train_time,
+    return {"seed": seed, "sal_train_time": result.sal_train_time, "sal_flops": result.sal_flops,
             "sal": [run_record(run) for run in result.sal],
             **{key: run_record(run) for key, run in baselines.items() if run is not None},
             **({"plain_levels": above} if above else {})}
@@ -95,12 +99,25 @@ def _params(runs: Sequence[Record]) -> str:
     return "—" if not counts else " / ".join(f"{c:,}" for c in sorted(counts))
 
 
+def _flops(runs: Sequence[Record], key: str = "flops") -> str:
+    """FLOPs (XLA's count) over seeds, e.g. '2.82e+10'; a range where seeds differ (a member that failed);
+    '—' in records written before they were counted."""
+    values = [run.get(key) for run in runs]
+    if any(v is None for v in values):
+        return "—"
+    low, high = min(values), max(values)
+    return f"{low:.3g}" if low == high else f"{low:.3g}–{high:.3g}"
+
+
 def markdown_table(records: Sequence[Record]) -> str:
-    """Test accuracy (%) at the last and the best evaluated epoch, mean ± std over seeds, size and cost."""
+    """Test accuracy (%) at the last and the best evaluated epoch, mean ± std over seeds, size and cost
+    (training time: wall clock; FLOPs: XLA's count of the training steps, sal_jax.compute_budget)."""
+    flops = "" if records[0].get("sal_flops") is None else f", FLOPs {_flops(records, 'sal_flops')}"
     lines = [f"seeds: {[rec['seed'] for rec in records]} (mean ± std over seeds; SAL's total training time "
-             f"{mean_std([rec['sal_train_time'] for rec in records], digits=2)} s)", "",
-             "| method | params | test acc, last (%) | test acc, best (%) | epochs | steps | train time (s) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             f"{mean_std([rec['sal_train_time'] for rec in records], digits=2)} s{flops})", "",
+             "| method | params | test acc, last (%) | test acc, best (%) | epochs | steps | train time (s) "
+             "| training FLOPs |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     any_diverged = False
     for name, runs in method_rows(records):
         mark = diverged_mark(runs)
@@ -110,7 +127,7 @@ def markdown_table(records: Sequence[Record]) -> str:
                      f"| {mean_std([r['best_test_accuracy'] for r in runs], 100)} "
                      f"| {mean_std([len(r['history']) for r in runs], digits=0)} "
                      f"| {mean_std([r['steps'] for r in runs], digits=0)} "
-                     f"| {mean_std([r['train_time'] for r in runs], digits=2)} |")
+                     f"| {mean_std([r['train_time'] for r in runs], digits=2)} | {_flops(runs)} |")
     if any_diverged:
         lines += ["", DIVERGED_NOTE]
     return "\n".join(lines)
@@ -130,12 +147,15 @@ def level_table(records: Sequence[Record]) -> str:
         found = [rec.get("plain_levels", {}).get(str(level), {}).get(kind) for rec in records]
         return None if None in found else found
 
+    # the baselines the records have at any level (results from before the compute-matched baseline lack it)
+    kinds = {kind: label for kind, label in BASELINES.items() if any(plain(run["level"], kind) for run in sal)}
+    kinds = kinds or {k: BASELINES[k] for k in ("plain_epoch_matched", "plain_time_matched")}
     candidates = {}  # label -> mean accuracy
-    lines = ["| level | params | SAL | plain, epoch-matched | plain, time-matched |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| level | params | SAL | " + " | ".join(kinds.values()) + " |", "|" + " --- |" * (3 + len(kinds))]
     for i, run in enumerate(sal):
         level = run["level"]
         cells = {"SAL": [_last_round(rec["sal"])[i] for rec in records],
-                 **{label: plain(level, kind) for kind, label in BASELINES.items()}}
+                 **{label: plain(level, kind) for kind, label in kinds.items()}}
         means = {name: np.mean([r["final_test_accuracy"] for r in runs]) for name, runs in cells.items() if runs}
         best = max(means, key=means.get)
         texts = []
@@ -260,7 +280,8 @@ def _evaluated(history: Sequence[Record]) -> list[Record]:
 
 
 TIME_LABEL = "training time (s; compilation, evaluation, checkpoints and logging excluded)"
-BASELINE_STYLE = {"plain_epoch_matched": ("C1", "x"), "plain_time_matched": ("C3", "s")}
+BASELINE_STYLE = {"plain_epoch_matched": ("C1", "x"), "plain_compute_matched": ("C2", "^"),
+                  "plain_time_matched": ("C3", "s")}
 
 
 def _level_colors(n: int) -> list:
@@ -279,7 +300,8 @@ def accuracy_vs_time_figure(records: Sequence[Record], title: str = "") -> Figur
 
     Left: the SAL ladder level by level (each level starts from fresh weights, so each restarts low), with
     the mean time at which each level ends. Right: SAL's bottom level, where it sits in the ladder's time,
-    against both plain baselines (the time-matched one trains for the whole ladder's time)."""
+    against the plain baselines (the time- and compute-matched ones train for the whole ladder's time and
+    FLOPs)."""
     fig = Figure(figsize=(11, 5))
     ax_sal, ax_cmp = fig.subplots(1, 2, sharex=True, sharey=True)
     runs = records[0]["sal"]
@@ -369,7 +391,7 @@ def _layer_order(key: str) -> tuple[int, int, str]:
 
 def level_accuracy_figure(cells: Sequence[Record]) -> Figure:
     """Final test accuracy of every SAL level (mean ± std over seeds), one color per training-set size
-    (and sweep point), with both plain baselines of the bottom model beside the last level (a marker each)."""
+    (and sweep point), with the plain baselines of the bottom model beside the last level (a marker each)."""
     from matplotlib import colormaps
     entries = sum(1 + sum(key in cell["runs"][0] for key in BASELINES) for cell in cells)
     columns = math.ceil(entries / 24)  # legend columns beside the axes: a sweep of many points fits
@@ -389,18 +411,18 @@ def level_accuracy_figure(cells: Sequence[Record]) -> Figure:
                                        point_label(cell.get("point", {}))]))
         ax.errorbar(levels, accs.mean(0), yerr=accs.std(0, ddof=min(1, len(accs) - 1)), marker="o", capsize=3, color=colors[i],
                     linestyle=styles[i % len(styles)], label=f"SAL, {size}")
-        for j, (key, label) in enumerate(BASELINES.items()):
-            if key in records[0]:
-                plain = [rec[key]["final_test_accuracy"] for rec in records]
-                ax.errorbar([levels[-1] + 0.18 * (j + 1)], [np.mean(plain)], yerr=[np.std(plain, ddof=min(1, len(plain) - 1))],
-                            marker=BASELINE_STYLE[key][1], markersize=7, capsize=3, color=colors[i],
-                            linestyle="none", markerfacecolor="none", label=f"{label}, {size}")
+        # one marker per baseline the cell has, 0.18 apart to the right of the bottom level
+        for j, (key, label) in enumerate((k, v) for k, v in BASELINES.items() if k in records[0]):
+            plain = [rec[key]["final_test_accuracy"] for rec in records]
+            ax.errorbar([levels[-1] + 0.18 * (j + 1)], [np.mean(plain)], yerr=[np.std(plain, ddof=min(1, len(plain) - 1))],
+                        marker=BASELINE_STYLE[key][1], markersize=7, capsize=3, color=colors[i],
+                        linestyle="none", markerfacecolor="none", label=f"{label}, {size}")
         ladders.append([run.get("num_params") for run in _last_round(records[0]["sal"])])
     levels = np.arange(1, max(map(len, ladders)) + 1)
     # parameter counts under the levels only when every cell has the same ladder (a sweep over shapes does not)
     params = ladders[0] if all(ladder == ladders[0] for ladder in ladders) else [None] * len(levels)
     ax.set_xticks(levels, [f"{k}\n{p:,} params" if p else str(k) for k, p in zip(levels, params)])
-    ax.set_xlim(levels[0] - 0.3, levels[-1] + 0.5)
+    ax.set_xlim(levels[0] - 0.3, levels[-1] + 0.18 * max(len(BASELINES), 2) + 0.15)
     ax.set_xlabel("SAL level (1 = simplest); the bottom model's plain baselines to the right of it")
     ax.set_ylabel("test accuracy, last epoch (mean ± std over seeds)")
     ax.grid(alpha=0.3)

@@ -118,7 +118,7 @@ def test_level_accuracy_tells_apart_every_point_of_a_large_sweep():
     cells = [{**cell(10), "point": {"train.learning_rate": 0.001 * (i + 1)}} for i in range(15)]
     (ax,) = report.level_accuracy_figure(cells).axes
     lines = {name: [c.lines[0] for c in ax.containers if c.get_label().startswith(name)]
-             for name in ("SAL", *report.BASELINES.values())}
+             for name in ("SAL", "plain, epoch-matched", "plain, time-matched")}  # the records' baselines
     assert len({(to_rgba(line.get_color()), line.get_linestyle()) for line in lines.pop("SAL")}) == 15
     for markers in lines.values():
         assert len({to_rgba(line.get_color()) for line in markers}) == 15
@@ -208,3 +208,29 @@ def test_mean_std_gives_the_sample_sd_over_seeds():
     # 1, 2, 3: sample SD 1.0 (ddof = 1); the population SD would print 0.8
     assert report.mean_std([1.0, 2.0, 3.0]) == "2.0 ± 1.0"
     assert report.mean_std([0.5], scale=100) == "50.0"
+
+
+def test_the_compute_matched_baseline_is_reported_beside_the_others(tmp_path):
+    """Records with the compute-matched baseline and FLOP counts: a row, a column and a marker of its own
+    (between the reproducible epoch-matched and the wall-clock time-matched), and the FLOPs in the table."""
+    with_compute = cell(0)
+    for rec in with_compute["runs"]:
+        rec["sal_flops"] = 3_000_000
+        for r in rec["sal"]:
+            r["flops"] = 1_500_000
+        rec["plain_compute_matched"] = {**run(2, 0.9, "plain_compute"), "flops": 2_990_000, "step_budget": 299,
+                                        "flop_budget": 3_000_000}
+    table = report.markdown_table(with_compute["runs"])
+    assert "FLOPs 3e+06)" in table.splitlines()[0]
+    assert "| plain, compute-matched | 52 |" in table and table.count("| 2.99e+06 |") == 1
+    assert "| plain, time-matched | 52 |" in table and table.splitlines()[-1].endswith("| — |")  # not counted
+    assert report.summary_table([with_compute]).splitlines()[0] == (
+        "| train examples | SAL, bottom level | plain, epoch-matched | plain, compute-matched | plain, time-matched |")
+    assert report.level_table(with_compute["runs"]).splitlines()[0] == (
+        "| level | params | SAL | plain, epoch-matched | plain, compute-matched | plain, time-matched |")
+    assert "| plain, compute-matched | 2 |" in report.paired_table([with_compute])
+    (ax,) = report.level_accuracy_figure([with_compute]).axes
+    assert labels(ax) == ["SAL, full", "plain, epoch-matched, full", "plain, compute-matched, full",
+                          "plain, time-matched, full"]
+    assert "plain, compute-matched" in labels(report.accuracy_vs_time_figure(with_compute["runs"]).axes[1])
+    assert "plain, compute-matched" in report.write_report({"cells": [with_compute]}, str(tmp_path))
