@@ -133,24 +133,44 @@ def bottom_accuracies(cell: dict[str, Any], method: str) -> np.ndarray:
     return np.array([r["final_test_accuracy"] for r in rows[name]]) * 100
 
 
-COMPARED = ("plain, epoch-matched", "plain, time-matched")
+EPOCH, COMPUTE, TIME = "plain, epoch-matched", "plain, compute-matched", "plain, time-matched"
+COMPARED = (EPOCH, TIME)      # the headline baselines of results without the compute-matched baseline
+HEADLINE = (EPOCH, COMPUTE)   # ... and of results with it: the time-matched one is then an extra, wall clock
+WALL_CLOCK = "wall clock"
+
+
+def has_compute(results: dict[str, Any]) -> bool:
+    """Whether every run of the results has the compute-matched baseline (runs from before it have not)."""
+    return all("plain_compute_matched" in rec for cell in results["cells"] for rec in cell["runs"])
+
+
+def compared(results: dict[str, Any]) -> tuple[str, str]:
+    """The two baselines the headline claims use: epoch- and compute-matched (both reproducible) where the
+    results have the compute-matched one, else epoch- and time-matched (today's claims of older runs)."""
+    return HEADLINE if has_compute(results) else COMPARED
 
 
 def cell_context(results: dict[str, Any], cell: dict[str, Any]) -> CellContext:
     """The cell's majority-class rate and the mean accuracy of its three models (SAL's bottom, both plain)."""
-    means = tuple(float(bottom_accuracies(cell, m).mean()) for m in ("SAL",) + COMPARED)
+    means = tuple(float(bottom_accuracies(cell, m).mean()) for m in ("SAL",) + compared(results))
     return CellContext(majority_of(results["config"]["data"], cell), means)
 
 
-def claims(results: dict[str, Any]) -> list[Claim]:
-    """One claim per baseline and cell (the rows of the experiment's claim table, in order), Holm-adjusted
-    together: the table is the family."""
+def claims(results: dict[str, Any], baselines: tuple[str, ...] | None = None) -> list[Claim]:
+    """One claim per baseline (default: `compared`) and cell (the rows of the experiment's claim table, in
+    order), Holm-adjusted together: the table is the family."""
     rows = []
-    for baseline in COMPARED:
+    for baseline in compared(results) if baselines is None else baselines:
         for cell in results["cells"]:
             summary = stats.paired_scores(bottom_accuracies(cell, "SAL"), bottom_accuracies(cell, baseline))
             rows.append((baseline, cell_name(cell), summary, cell_context(results, cell)))
     return judged(rows)
+
+
+def wall_clock_claims(results: dict[str, Any]) -> list[Claim]:
+    """Where the compute-matched baseline heads the claims: SAL against the time-matched one, a family of its
+    own, outside the counts (its budget is seconds of a shared machine, which no rerun reproduces)."""
+    return claims(results, (TIME,)) if has_compute(results) else []
 
 
 @dataclass
@@ -164,6 +184,7 @@ class Experiment:
     claims: list[Claim]
     trend: list["TrendClaim"] = dataclasses.field(default_factory=list)
     spread: list["SpreadClaim"] = dataclasses.field(default_factory=list)
+    wall_clock: list[Claim] = dataclasses.field(default_factory=list)  # vs time-matched, when not a headline
 
 
 def runs_key(cell: dict[str, Any]) -> tuple:
@@ -225,7 +246,7 @@ def trend_rows(e: Experiment) -> list[tuple[str, int, stats.SlopeSummary]]:
     """(baseline, sizes, slope) per baseline for an experiment with >= 3 training-set sizes whose cells count
     as evidence; [] otherwise."""
     rows = []
-    for baseline in COMPARED:
+    for baseline in compared(e.results):
         x, y, sizes = [], [], set()
         for cell in e.results["cells"]:
             claim = next(c for c in e.claims if c.baseline == baseline and c.cell == cell_name(cell))
@@ -373,7 +394,8 @@ def sensitivity_summary(found: list[tuple[str, list[Claim], list[Claim]]]) -> li
         label = lambda c: c.cell.split(" (")[0] + (f" {ANOTHER_BOTTOM}" if ANOTHER_BOTTOM in c.cell else "")
         better = [label(c) for c in settings if c.verdict == "holds"]
         worse = [label(c) for c in settings if c.verdict == "reversed"]
-        lines.append(f"- {name}: SAL vs plain at {len(cl) // len(COMPARED)} settings x 2 baselines: "
+        baselines = len({c.baseline for c in cl})
+        lines.append(f"- {name}: SAL vs plain at {len(cl) // baselines} settings x {baselines} baselines: "
                      + ", ".join(f"{k} {v}" for k, v in counts.items())
                      + f". Against the default setting: better at {'; '.join(better) or 'none'}; "
                      f"worse at {'; '.join(worse) or 'none'}; the other {len(settings) - len(better) - len(worse)} "
@@ -439,7 +461,7 @@ def secondary_lines(e: Experiment) -> list[str]:
 def cell_list(cl: list[Claim]) -> str:
     """'vs plain, epoch-matched: 500/class +65.0 (+55.1 to +74.9); ... — vs plain, time-matched: ...'."""
     by_baseline = []
-    for baseline in COMPARED:
+    for baseline in dict.fromkeys(c.baseline for c in cl):
         parts = [f"{c.cell.split(' (')[0]} {_num(c.summary.mean)} ({_num(c.summary.ci_low)} to "
                  f"{_num(c.summary.ci_high)})" + (" †" if c.significant_unadjusted_only else "")
                  for c in cl if c.baseline == baseline]
@@ -515,6 +537,31 @@ def spread_summary(experiments: list[Experiment]) -> list[str]:
             + "."]
 
 
+def baselines_phrase(experiments: list[Experiment]) -> str:
+    """Which plain baselines the counted claims use."""
+    with_compute = [has_compute(e.results) for e in experiments]
+    if all(with_compute):
+        return "epoch- or compute-matched"
+    return "epoch-matched, and compute-matched where it was run, else time-matched" if any(with_compute) \
+        else "epoch- or time-matched"
+
+
+def compute_lines(experiments: list[Experiment]) -> list[str]:
+    """Where the compute-matched baseline (reproducible: SAL's FLOPs) was not run, and so the time-matched one
+    (wall clock) is the second baseline; where it was, the time-matched verdicts kept apart."""
+    without = [e.name for e in experiments if not has_compute(e.results)]
+    kept_apart = sum(len(e.wall_clock) for e in experiments)
+    lines = []
+    if without:
+        lines.append(f"- **Compute-matched baseline** (SAL's training FLOPs, the same on any machine): not run in "
+                     f"{'any experiment' if len(without) == len(experiments) else '; '.join(without)}: there the second "
+                     f"baseline is the time-matched one ({WALL_CLOCK}: seconds of a shared machine, not reproducible).")
+    if kept_apart:
+        lines.append(f"- Against the time-matched baseline ({WALL_CLOCK}) where the compute-matched one was run: "
+                     f"{kept_apart} claims, in each experiment's section, not counted here.")
+    return lines
+
+
 def summary_lines(experiments: list[Experiment], missing: list[str]) -> list[str]:
     """The one-screen summary: every distinct claim, grouped by verdict, then by experiment (a line) and
     baseline; the verdicts one family over all claims changes; the seed's other two claims."""
@@ -524,7 +571,7 @@ def summary_lines(experiments: list[Experiment], missing: list[str]) -> list[str
     seeds = sorted({c.summary.n for c in every})
     lines = ["## Summary", "",
              f"Computed from the claim tables below: {len(every)} claims \"SAL's bottom model beats the plain "
-             "one\" (epoch- or time-matched), one per experiment, training-set size and baseline; "
+             f"one\" ({baselines_phrase(experiments)}), one per experiment, training-set size and baseline; "
              f"{len(every) - len(distinct)} of them repeat runs counted elsewhere, so **{len(distinct)} distinct "
              f"claims are counted**, of which {len(distinct) - len(evidence)} are no evidence either way (every "
              "model below the test set's majority class, or every run scoring the same). Each is judged on the paired "
@@ -537,6 +584,7 @@ def summary_lines(experiments: list[Experiment], missing: list[str]) -> list[str
     lines += trend_summary(experiments) + spread_summary(experiments)
     if any(c.significant_unadjusted_only for c in distinct):
         lines.append("- † unadjusted 95% CI excludes 0, not significant after Holm's correction.")
+    lines += compute_lines(experiments)
     if missing:
         lines.append("- Not run yet: " + "; ".join(missing) + ".")
     lines += ["", "Format: training set, mean SAL − plain in accuracy points (95% CI). Each experiment's section "
@@ -555,16 +603,46 @@ def total_train_time(results: dict[str, Any]) -> float:
     return total
 
 
-def headline_rows(e: Experiment) -> list[str]:
-    """One row per cell: the majority-class rate, each model's mean ± sample SD (ddof = 1), both verdicts."""
+def headline_rows(e: Experiment, with_compute: bool = False) -> list[str]:
+    """One row per cell: the majority-class rate, each model's mean ± sample SD (ddof = 1), the verdicts.
+    `with_compute`: the table has the compute-matched columns (some experiment ran it): SAL, epoch-, compute-
+    and time-matched (wall clock), "not run" where this experiment has no compute-matched baseline."""
     rows = []
     for cell in e.results["cells"]:
-        acc = {m: bottom_accuracies(cell, m) for m in ("SAL",) + COMPARED}
-        cl = [c for b in COMPARED for c in e.claims if c.baseline == b and c.cell == cell_name(cell)]
-        rows.append(f"| {e.name} | {cell_name(cell)} | {cl[0].context.majority_text()} | "
-                    + " | ".join(report_mean_std(a) for a in acc.values())
-                    + f" | {verdict_label(cl[0])} | {verdict_label(cl[1])} |")
+        methods = ("SAL", EPOCH, COMPUTE, TIME) if with_compute else ("SAL",) + COMPARED
+        acc = [report_mean_std(bottom_accuracies(cell, m)) if m != COMPUTE or has_compute(e.results) else "not run"
+               for m in methods]
+        verdict = {c.baseline: verdict_label(c) for c in e.claims + e.wall_clock if c.cell == cell_name(cell)}
+        verdicts = [verdict.get(b, "not run") for b in ((EPOCH, COMPUTE, TIME) if with_compute else COMPARED)]
+        rows.append(f"| {e.name} | {cell_name(cell)} | {_context(e, cell).majority_text()} | "
+                    + " | ".join(acc) + " | " + " | ".join(verdicts) + " |")
     return rows
+
+
+def _context(e: Experiment, cell: dict[str, Any]) -> CellContext:
+    return next(c.context for c in e.claims if c.cell == cell_name(cell))
+
+
+def headline_table(headline: list[Experiment]) -> list[str]:
+    """The headline table over every experiment: today's columns while no experiment has the compute-matched
+    baseline; with it, its columns too, and the time-matched baseline's marked wall clock."""
+    seeds = sorted({len(cell["runs"]) for e in headline for cell in e.results["cells"]})
+    with_compute = any(has_compute(e.results) for e in headline)
+    header = (f"| experiment | training set | majority class (%) | SAL | {EPOCH} | {COMPUTE} | {TIME} ({WALL_CLOCK}) "
+              f"| SAL > epoch-matched? | SAL > compute-matched? | SAL > time-matched ({WALL_CLOCK})? |"
+              if with_compute else
+              f"| experiment | training set | majority class (%) | SAL | {EPOCH} | {TIME} "
+              "| SAL > epoch-matched? | SAL > time-matched? |")
+    table = [f"## Headline: bottom model, last-epoch test accuracy (%), mean ± std (sample SD) over "
+             f"{' or '.join(map(str, seeds))} seeds (per experiment: its table)", "",
+             header, "|" + " --- |" * header.count(" |"), *[row for e in headline for row in headline_rows(e, with_compute)]]
+    if with_compute:
+        table += ["", f"Time-matched ({WALL_CLOCK}): where the compute-matched baseline was run, the time-matched "
+                  "verdict is its own family and not counted; where it was not, the time-matched claims are the "
+                  "experiment's second headline baseline, as before."]
+    if any(c.significant_unadjusted_only for e in headline for c in e.claims):
+        table += ["", "† unadjusted 95% CI excludes 0, not significant after Holm's correction."]
+    return table
 
 
 def report_mean_std(values: np.ndarray) -> str:
@@ -624,6 +702,12 @@ INTRO = ["## How the results were produced and judged", "",
          "Every mean ± std is the sample SD (ddof = 1) in the tables make_results writes; the per-experiment",
          "tables copied from each run's results.md (written by `sal_jax/report.py` at run time) use the",
          "population SD (ddof = 0) until those files are regenerated.", "",
+         "The **compute-matched** baseline (`config.baselines.compute_matched`) trains the plain bottom model",
+         "for as many steps as SAL's training FLOPs buy: floor(SAL's FLOPs / one plain step's FLOPs), each step",
+         "counted by XLA's cost analysis of the unoptimised program (`sal_jax/compute_budget.py`), so any machine",
+         "reproduces it. Where an experiment has it, its headline claims use the epoch- and compute-matched",
+         "baselines, and the time-matched one (wall clock) is reported apart, marked so, outside the counts;",
+         "runs made before it existed keep the epoch- and time-matched baselines.", "",
          "Which code made which run. **Today's code, 8 seeds, every level also trained plain** (2026-11-27,",
          "`config.baselines.every_level`; started between commits 7bdaf51 and 24b53c7, which train these",
          "levels bit for bit alike, and the 32-layer study (5b) at ba909eb; two runs at a time, one per",
@@ -649,7 +733,8 @@ def load(results_dir: str) -> tuple[dict[str, Experiment], dict[str, list[Claim]
         if results is None:
             missing.append(title.split(" ", 1)[1])
             continue
-        found[folder] = Experiment(folder, title.split(" ", 1)[1], results, claims(results))
+        found[folder] = Experiment(folder, title.split(" ", 1)[1], results, claims(results),
+                                   wall_clock=wall_clock_claims(results))
         if folder.startswith(SENSITIVITY):
             settings[folder] = setting_claims(results)
     headline = [e for folder, e in found.items() if folder not in settings]
@@ -676,8 +761,18 @@ def experiment_section(results_dir: str, folder: str, command: str, e: Experimen
             "**Verdicts**: SAL − plain, bottom model, last-epoch test accuracy, paired over seeds; p "
             "Holm-adjusted across this table's rows" + ("" if settings is not None else ", and across all distinct "
             "headline claims of RESULTS.md") + ".", "", *table, "",
+            *(wall_clock_lines(e) if e.wall_clock else []),
             *(secondary_lines(e) + [""] if settings is None else []),
             *(setting_table(settings) + [""] if settings else []), md]
+
+
+def wall_clock_lines(e: Experiment) -> list[str]:
+    """SAL against the time-matched baseline where the compute-matched one heads the claims: its own table,
+    its own Holm family, not in the counts."""
+    return [f"**Against plain, time-matched ({WALL_CLOCK})**: its budget is SAL's training time on a shared "
+            "machine, which no rerun reproduces (the compute-matched baseline above is its reproducible "
+            "counterpart); p Holm-adjusted across these rows alone; not in RESULTS.md's counts.", "",
+            *claim_table(e.wall_clock, global_column=False), ""]
 
 
 def study_lines(studies: list[tuple[str, list[Claim], list[Claim]]], glai_found: list, sparse_found: list) -> list[str]:
@@ -711,17 +806,9 @@ def main(results_dir: str = "experiments/results", out: str = "experiments/RESUL
     sparse_sections, sparse_found = method_parts(
         results_dir, SPARSE_RUNS, lambda path: {"accuracy": sparse_results.run_claims(path)},
         lambda path, prefix: sparse_results.section(path, link_prefix=prefix))
-    seeds = sorted({len(cell["runs"]) for e in headline for cell in e.results["cells"]})
-    table = [f"## Headline: bottom model, last-epoch test accuracy (%), mean ± std (sample SD) over "
-             f"{' or '.join(map(str, seeds))} seeds (per experiment: its table)", "",
-             "| experiment | training set | majority class (%) | SAL | plain, epoch-matched | plain, time-matched "
-             "| SAL > epoch-matched? | SAL > time-matched? |", "|" + " --- |" * 8,
-             *[row for e in headline for row in headline_rows(e)]]
-    if any(c.significant_unadjusted_only for e in headline for c in e.claims):
-        table += ["", "† unadjusted 95% CI excludes 0, not significant after Holm's correction."]
     with open(out, "w") as f:
         f.write("\n".join(["# Results", ""] + summary_lines(headline, missing)
-                          + study_lines(studies, glai_found, sparse_found) + INTRO + table + [""]
+                          + study_lines(studies, glai_found, sparse_found) + INTRO + headline_table(headline) + [""]
                           + sections + glai_sections + sparse_sections))
     print(f"wrote {out}")
 

@@ -115,6 +115,51 @@ def test_make_results_writes_summary_first(tmp_path):
     assert "Holm-adjusted across the claims of one table" in text and "No run predates" in text
 
 
+def _toy_results(compute: bool) -> dict:
+    """Two cells of 4 seeds: SAL 80-86, epoch-matched 70-74, time-matched 85-88, compute-matched 75-78 (if run)."""
+    def seed(i, size):
+        rec = {"seed": i, "sal": [{"name": "SAL r1 L1", "level": 1, "round": 1, "final_test_accuracy": 0.5},
+                                  {"name": "SAL r1 L2", "level": 2, "round": 1, "final_test_accuracy": 0.80 + 0.02 * i}],
+               "plain_epoch_matched": {"final_test_accuracy": 0.70 + 0.01 * i + 0.001 * size},
+               "plain_time_matched": {"final_test_accuracy": 0.85 + 0.01 * i}}
+        if compute:
+            rec["plain_compute_matched"] = {"final_test_accuracy": 0.75 + 0.01 * i - 0.002 * (i % 2)}
+        return rec
+    cells = [{"per_class": size, "dataset": {"name": "toy", "train": 10 * size, "test": 100, "majority": 0.1},
+              "runs": [seed(i, size) for i in range(4)]} for size in (10, 100)]
+    return {"config": {"data": {"name": "toy"}, "model": {"levels": [1, 2]}}, "cells": cells}
+
+
+def test_make_results_heads_with_the_compute_matched_baseline_where_it_was_run():
+    """Results with plain_compute_matched: the claims are SAL vs epoch- and compute-matched; the time-matched
+    one (wall clock) is a family of its own, outside the counts, in its own table and column. Results
+    without it keep the epoch- and time-matched claims, and the summary says it was not run."""
+    mr = load_make_results()
+    new, old = _toy_results(compute=True), _toy_results(compute=False)
+    assert [c.baseline for c in mr.claims(new)] == ["plain, epoch-matched"] * 2 + ["plain, compute-matched"] * 2
+    assert [c.baseline for c in mr.claims(old)] == ["plain, epoch-matched"] * 2 + ["plain, time-matched"] * 2
+    wall = mr.wall_clock_claims(new)
+    assert [c.baseline for c in wall] == ["plain, time-matched"] * 2 and mr.wall_clock_claims(old) == []
+    assert all(c.verdict.startswith("reversed") for c in wall)  # time-matched scores above SAL here
+    experiments = [mr.Experiment("a", "A", new, mr.claims(new), wall_clock=wall),
+                   mr.Experiment("b", "B", old, mr.claims(old))]
+    for e in experiments:
+        mr.spread_claims(e)
+    mr.mark_same_runs(experiments)
+    mr.global_holm(experiments)
+    summary = "\n".join(mr.summary_lines(experiments, []))
+    assert "8 claims" in summary and "epoch-matched, and compute-matched where it was run, else time-matched" in summary
+    assert "not run in B: there the second baseline is the time-matched one (wall clock" in summary
+    assert "2 claims, in each experiment's section, not counted here" in summary
+    table = mr.headline_table(experiments)
+    assert "| plain, compute-matched | plain, time-matched (wall clock) |" in table[2]
+    assert table[4].startswith("| A | 10/class (100 ex.) |") and "| reversed" in table[4]
+    assert table[6].startswith("| B | 10/class (100 ex.) |") and table[6].count("not run") == 2
+    assert "Against plain, time-matched (wall clock)" in "\n".join(mr.wall_clock_lines(experiments[0]))
+    only_old = mr.headline_table([experiments[1]])
+    assert "| SAL > epoch-matched? | SAL > time-matched? |" in only_old[2]  # as before the compute-matched baseline
+
+
 def test_a_sensitivity_study_compares_each_setting_with_the_default_by_seed():
     """Per-seed SAL bottom accuracies: default (80, 82, 84, 86), a setting 2 points better on every seed and
     one whose differences are +1, -1, +1, -1 (mean 0): the first is better than the default, the second
