@@ -145,8 +145,8 @@ def _count(plan: LevelPlan, data: ArrayDataset, config: ml_collections.ConfigDic
                                  else level_variables(state), data.x_train[:batch_size], batch_size)
     batch.update(abstract(extra, device))
     augment = augment_images if config.data.augment else None
-    step = train_step_fn(plan.student, tx, guidance, augment, run_key(config.seed, plan.level, plan.round))
-    with jax.default_device(device):
+    with jax.default_device(device):  # the augmentation key too: a constant of the CPU program
+        step = train_step_fn(plan.student, tx, guidance, augment, run_key(config.seed, plan.level, plan.round))
         return LevelFlops(xla_flops(step, abstract(state, device), teacher, batch), teacher_pass)
 
 
