@@ -33,7 +33,6 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
-import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -123,7 +122,7 @@ class StepBudget(Hook):
 
     def start(self, loop: LevelLoop) -> None:
         # members: the largest count (a member that failed keeps the step it stopped at)
-        self.done = int(np.max(np.asarray(jax.device_get(loop.state.step))))
+        self.done = int(np.max(np.asarray(loop.setup.calls.host_metrics(loop.state, loop.progress)[0])))
 
     def steps_until(self, loop: LevelLoop) -> int | None:
         return max(1, self.steps - self.done)

@@ -91,6 +91,9 @@ class LevelCalls(Protocol):
     def level_run(self, plan: LevelPlan, state: TrainState, progress: Progress, compile_time: float) -> LevelRun:
         """The finished level."""
 
+    def host_metrics(self, state: TrainState, progress: Progress) -> tuple[Any, Any]:
+        """(steps, the epoch's metric sums) on the host, as hooks read them after a call (e.g. TensorBoard)."""
+
 
 @dataclasses.dataclass
 class LevelLoop:
@@ -298,6 +301,9 @@ class LoneCalls:
                         progress.train_time, int(state.step),
                         {"train": programs.train._cache_size(), "eval": programs.evaluate._cache_size()},
                         compile_time, diverged)
+
+    def host_metrics(self, state: TrainState, progress: Progress) -> tuple[Any, Any]:
+        return jax.device_get((state.step, progress.sums))  # replicated on every process
 
 
 def diverged_ce(train_ce: float, num_classes: int, name: str) -> bool:

@@ -17,7 +17,9 @@ weight decay; sal_jax.members.MEMBER_SETTINGS): the guidance's are inputs of the
 live in its state (`optax.inject_hyperparams`).
 
 What members do not do yet: a family's epoch work (GLAI's freeze, SET's evolution; those families train
-their members in turn, sal_jax.families), gradient diagnostics, FSDP, several processes.
+their members in turn, sal_jax.families), gradient diagnostics, FSDP. Several processes
+(jax.distributed): the members split over every process's devices; what the host reads of them (health,
+metrics, finished variables) is gathered by every process (`members.fetch`).
 """
 from __future__ import annotations
 
@@ -67,9 +69,9 @@ def setup_members(plan: LevelPlan, data: ArrayDataset, config: ml_collections.Co
     teacher_variables = None if plan.teacher is None else plan.teacher[1]
     guidance, tx, state = initial_state(plan, data, config)
     state, progress = starting_point(plan, state, resume)
-    state = jax.device_put(state, shardings.members, may_alias=False)  # a copy: the steps donate it
+    state = members.put(state, shardings.members)  # a copy: the steps donate it
     if progress.sums is not None:  # a resumed epoch's sums, restored on the checkpointer's mesh
-        progress.sums = jax.device_put(progress.sums, shardings.members)
+        progress.sums = members.put(progress.sums, shardings.members)
 
     compile_start = time.perf_counter()
     key = (*chunks.program_key(plan.student, None if plan.teacher is None else plan.teacher[0], data, config,
@@ -90,16 +92,16 @@ def setup_members(plan: LevelPlan, data: ArrayDataset, config: ml_collections.Co
         teachers = [with_feature_scales(guidance, t, data.x_train, batch_size, forward, cache)
                     for t, cache in zip(teachers, caches or [None] * m)]
     inputs = members.MemberInputs(
-        teacher=jax.device_put(members.stack(teachers), shardings.members) if teachers else None,
-        key=(jax.device_put(members.stack([run_key(seed, plan.level, plan.round) for seed in plan.seeds]),
+        teacher=members.put(members.stack(teachers), shardings.members) if teachers else None,
+        key=(members.put(members.stack([run_key(seed, plan.level, plan.round) for seed in plan.seeds]),
                             shardings.members) if config.data.augment else None),
-        settings=jax.device_put(members.guidance_settings(plan.settings), shardings.members) if guidance else {},
-        own=jax.device_put({k: np.stack([c[k] for c in caches]) for k in caches[0]}, shardings.members)
+        settings=members.put(members.guidance_settings(plan.settings), shardings.members) if guidance else {},
+        own=members.put({k: np.stack([c[k] for c in caches]) for k in caches[0]}, shardings.members)
         if caches else {})
     source = members.device_source({"x": data.x_train, "y": data.y_train}, mesh)
     test_source = members.device_source({"x": data.x_test, "y": data.y_test}, mesh)
     test_plan = members.member_plans(len(data.x_test), batch_size, [None])
-    test_plan = jax.device_put({k: v[0] for k, v in test_plan.items()}, shardings.test_plan)
+    test_plan = members.put({k: v[0] for k, v in test_plan.items()}, shardings.test_plan)
     progress.train_time += time.perf_counter() - setup_start
 
     compile_start = time.perf_counter()
@@ -110,6 +112,7 @@ def setup_members(plan: LevelPlan, data: ArrayDataset, config: ml_collections.Co
         if program_cache is not None:
             program_cache.put(key, calls.programs, keep_alive=(plan.student, plan.teacher and plan.teacher[0]))
     calls.health = calls.start_health(progress)
+    calls.host = members.fetch({"health": calls.health, "sums": progress.sums, "step": state.step})
     compile_time += time.perf_counter() - compile_start
     return LevelSetup(state, progress, calls, compile_time)
 
@@ -129,6 +132,7 @@ class MemberCalls:
     test_plan: dict[str, jax.Array]
     shardings: members.MemberShardings
     health: dict[str, Any] | None = None
+    host: dict[str, Any] | None = None  # the last call's health, sums and steps on the host (`train`)
     plans: dict[str, jax.Array] | None = None  # the epoch's: every member's batches in its own order
 
     def compile(self, state: TrainState, tx: Any, guidance: Any, config: ml_collections.ConfigDict, mesh: Any,
@@ -157,29 +161,30 @@ class MemberCalls:
         """Every member healthy but those frozen before this phase or failed in it before a resume."""
         stopped = np.array([i in self.plan.frozen or str(i) in progress.failures for i in range(len(self.plan.seeds))])
         healthy = self.programs.healthy
-        return {**healthy, "step": jax.device_put(np.where(stopped, 0, -1).astype(np.int32), self.shardings.members)}
+        return {**healthy, "step": members.put(np.where(stopped, 0, -1).astype(np.int32), self.shardings.members)}
 
     def start_epoch(self, epoch: int) -> None:
         orders = members.epoch_orders(len(self.data.x_train), self.plan.seeds, self.plan.level, self.plan.round, epoch)
         plans = members.member_plans(len(self.data.x_train), self.batch_size, orders, self.steps_per_epoch)
-        self.plans = jax.device_put(plans, self.shardings.plans)
+        self.plans = members.put(plans, self.shardings.plans)
 
     def train(self, state: TrainState, progress: Progress, n: int) -> TrainState:
         sums = self.programs.train_zeros if progress.sums is None else progress.sums
         state, progress.sums, self.health = self.programs.train(state, self.inputs, self.source, self.plans,
                                                                 progress.step_in_epoch, n, sums, self.health)
-        failed = np.flatnonzero(jax.device_get(self.health["step"]) >= 0)  # waits for the call
-        for i in failed:
+        # waits for the call; every process takes part (members may live on several)
+        self.host = members.fetch({"health": self.health, "sums": progress.sums, "step": state.step})
+        for i in np.flatnonzero(self.host["health"]["step"] >= 0):
             if i not in self.plan.frozen and str(i) not in progress.failures:
                 name = f"{self.plan.title}, {member_label(self.plan, int(i))}"
                 line = nonfinite_message(name, self.plan.level, self.plan.round,
-                                         jax.device_get(members.member(self.health, int(i))))
+                                         members.member(self.host["health"], int(i)))
                 progress.failures[str(i)] = line
                 print(f"warning: member {line}; the other members go on", file=sys.stderr)
         return state
 
     def epoch_means(self, state: TrainState, progress: Progress) -> dict[str, Any]:
-        sums = jax.device_get(progress.sums)
+        sums = members.fetch(progress.sums)
         return {f"train_{k}": [float(x) / progress.step_in_epoch for x in v] for k, v in sums.items()}
 
     def _evaluate(self, state: TrainState, batches: int) -> dict[str, Any]:
@@ -187,12 +192,12 @@ class MemberCalls:
                                       self.programs.eval_zeros)
 
     def evaluate(self, state: TrainState) -> dict[str, Any]:
-        sums = jax.device_get(self._evaluate(state, len(self.test_plan["idx"])))
+        sums = members.fetch(self._evaluate(state, len(self.test_plan["idx"])))
         count = sums.pop("count")
         return {f"test_{k}": [float(x / c) for x, c in zip(v, count)] for k, v in sums.items()}
 
     def place(self, state: TrainState) -> TrainState:
-        return jax.device_put(state, self.shardings.members)
+        return members.put(state, self.shardings.members)
 
     def level_run(self, plan: LevelPlan, state: TrainState, progress: Progress, compile_time: float) -> LevelRun:
         m = len(plan.seeds)
@@ -202,9 +207,15 @@ class MemberCalls:
         failures = [progress.failures.get(str(i), FROZEN if i in plan.frozen else "") for i in range(m)]
         compiles = {name: getattr(program, "_cache_size", lambda: 1)()  # a host loop has one compiled step
                     for name, program in (("train", self.programs.train), ("eval", self.programs.evaluate))}
-        return LevelRun(plan.title, plan.level, plan.round, level_variables(state), progress.history,
-                        progress.train_time, [int(s) for s in jax.device_get(state.step)], compiles, compile_time,
-                        diverged, failures)
+        variables = level_variables(state)
+        if jax.process_count() > 1:  # members on other processes: every process holds every member's, as one does
+            variables = members.fetch(variables)
+        return LevelRun(plan.title, plan.level, plan.round, variables, progress.history, progress.train_time,
+                        [int(s) for s in members.fetch(state.step)], compiles, compile_time, diverged, failures)
+
+    def host_metrics(self, state: TrainState, progress: Progress) -> tuple[Any, Any]:
+        """The members' steps and epoch sums after the last call, on the host (fetched by every process)."""
+        return self.host["step"], self.host["sums"]
 
 
 def member_label(plan: LevelPlan, i: int) -> str:

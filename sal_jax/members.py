@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from sal_jax.chunks import finite
@@ -388,7 +389,7 @@ def member_zeros(step: MemberStep, states: TrainState, inputs: MemberInputs, sou
               (0, 0, 0, 0), None), states, inputs, row["idx"], row["weight"])
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics)
     out = zeros, {"step": jnp.full((m,), -1, jnp.int32), "metrics": zeros}
-    return out if mesh is None else jax.device_put(out, member_shardings(mesh).members)
+    return out if mesh is None else put(out, member_shardings(mesh).members)
 
 
 def eval_zeros(student: nn.Module, guidance: Guidance | None, states: TrainState, inputs: MemberInputs,
@@ -399,10 +400,35 @@ def eval_zeros(student: nn.Module, guidance: Guidance | None, states: TrainState
     sums = jax.eval_shape(jax.vmap(lambda state, inputs, batch: eval_step_fn(student, guidance)(
         state, inputs.teacher, batch), in_axes=(0, 0, None)), states, inputs, batch)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sums)
-    return zeros if mesh is None else jax.device_put(zeros, member_shardings(mesh).members)
+    return zeros if mesh is None else put(zeros, member_shardings(mesh).members)
+
+
+def put(tree: T, sharding: jax.sharding.Sharding) -> T:
+    """`tree` laid out by `sharding`, always a copy (the member programs donate their states). Over several
+    processes every process passes the same values and keeps the shards of its devices (device_put takes
+    only this process's devices); PRNG key arrays travel as their key data."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding, may_alias=False)
+
+    def one(leaf: Any) -> jax.Array:
+        if jnp.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(one(jax.random.key_data(leaf)), impl=jax.random.key_impl(leaf))
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable and not leaf.is_fully_replicated:
+            return jax.device_put(leaf, sharding, may_alias=False)  # already global: a reshard
+        value = np.asarray(jax.device_get(leaf) if isinstance(leaf, jax.Array) else leaf)
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+    return jax.tree.map(one, tree)
+
+
+def fetch(tree: T) -> T:
+    """A pytree's values on the host. Members on several processes' devices are gathered from all of them
+    (a collective: every process calls it at the same point); one process reads its own."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def device_source(arrays: dict[str, np.ndarray], mesh: Mesh | None = None) -> dict[str, jax.Array]:
     """A split's arrays ({"x", "y"}, labels as int32 as SplitBatches keeps them) on every device, once."""
     arrays = {**arrays, "y": np.asarray(arrays["y"], np.int32)}
-    return jax.device_put(arrays, None if mesh is None else member_shardings(mesh).replicated)
+    return jax.device_put(arrays) if mesh is None else put(arrays, member_shardings(mesh).replicated)

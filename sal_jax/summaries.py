@@ -24,7 +24,6 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -147,12 +146,12 @@ class TensorBoardHook(Hook):
         self.logged: dict[str, Any] | None = None  # the epoch's metric sums at the last call logged
 
     def start(self, loop: LevelLoop) -> None:
-        sums = loop.progress.sums  # a level resumed inside an epoch: its sums so far were logged before
-        self.logged = None if sums is None else jax.device_get(sums)
+        # a level resumed inside an epoch: its sums so far were logged before
+        self.logged = loop.setup.calls.host_metrics(loop.state, loop.progress)[1]
 
     def after_call(self, loop: LevelLoop, call: Call) -> None:
-        sums, logged = jax.device_get(loop.progress.sums), self.logged
-        steps = _each(jax.device_get(loop.state.step))
+        step, sums = loop.setup.calls.host_metrics(loop.state, loop.progress)
+        steps, logged = _each(step), self.logged
         for i, log in enumerate(self.logs):
             log.train(steps[i], {k: (_each(v)[i] - (0.0 if logged is None else _each(logged[k])[i])) / call.steps
                                  for k, v in sums.items()})
@@ -161,7 +160,7 @@ class TensorBoardHook(Hook):
         self.logged = sums
 
     def after_epoch(self, loop: LevelLoop, row: dict[str, Any]) -> None:
-        steps = _each(jax.device_get(loop.state.step))
+        steps = _each(loop.setup.calls.host_metrics(loop.state, loop.progress)[0])
         for i, log in enumerate(self.logs):
             log.epoch(steps[i], {k: v[i] if isinstance(v, list) else v for k, v in row.items()})
         self.logged = None

@@ -50,9 +50,6 @@ def validate_members(config: ml_collections.ConfigDict) -> None:
                           "data axis (config.parallel.data) but not FSDP yet: set fsdp=1 or config.train.ensemble=1")
     _, data = members.member_mesh_shape(1, config.parallel, jax.device_count())
     parallel.check_batch_size(config.train.batch_size, data, 1)
-    if jax.process_count() > 1:
-        raise ConfigError("config.train.ensemble: members in several processes are not supported yet; set "
-                          "config.train.ensemble=1")
     if config.guidance.gradient_diagnostics:
         raise ConfigError("config.guidance.gradient_diagnostics: not computed for members yet; set "
                           "config.train.ensemble=1 or turn it off")

@@ -122,6 +122,11 @@ def test_a_step_budget_ends_the_level_at_its_step_and_counts_from_the_states_ste
         class state:
             step = jax.numpy.asarray([7, 3])  # members: one that failed stopped at step 3
 
+        class setup:
+            class calls:  # the steps as the level's calls bring them to the host
+                host_metrics = staticmethod(lambda state, progress: (jax.device_get(state.step), None))
+        progress = None
+
     budget = StepBudget(9)
     budget.start(Loop)
     assert (budget.done, budget.steps_until(Loop), budget.stop(Loop)) == (7, 2, False)

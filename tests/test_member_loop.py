@@ -137,7 +137,7 @@ def test_an_ensemble_stopped_by_sigterm_resumes_bit_for_bit(data, config, tmp_pa
         assert untimed(a.sal) == untimed(b.sal)
     for log in logs:
         runs = sorted(p.name for p in (tmp_path / log.split("/")[-1]).iterdir())
-        assert runs == ["plain_epoch_matched", "plain_time_matched", "round1_level1", "round1_level2",
+        assert runs == ["plain_compute_matched", "plain_epoch_matched", "plain_time_matched", "round1_level1", "round1_level2",
                         "round1_level3", "round2_level1", "round2_level2", "round2_level3"]
 
 
@@ -146,11 +146,6 @@ def test_an_ensemble_stopped_on_one_device_resumes_on_eight(data, config, tmp_pa
     simulated devices (tests/member_ladder_child.py), the members over an ensemble axis of 4 and each
     member's batch over a data axis of 2 (config.parallel.data = 2): every member's levels equal the same
     ensemble's uninterrupted run on 1 device to rounding."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     config.train.rounds, config.checkpoint.every_steps = 2, 5
     seeds, settings = (0, 1, 0, 1), {"guidance.hidden_weight": (1.0, 1.0, 0.3, 0.3)}
     levels = make_ladder(config.model, data.num_classes)
@@ -158,25 +153,73 @@ def test_an_ensemble_stopped_on_one_device_resumes_on_eight(data, config, tmp_pa
     with pytest.raises(Preempted):
         train_members(levels, data, config, seeds, checkpoint_dir=str(tmp_path / "ckpt"), settings=settings)
     monkeypatch.undo()
-    spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"config": config.to_dict(), "seeds": seeds, "settings": settings, "parallel_data": 2}))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    child = Path(__file__).resolve().parent / "member_ladder_child.py"
-    out = subprocess.run([sys.executable, str(child), str(spec), str(tmp_path / "ckpt"), str(tmp_path / "out.npz")],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "resuming" in out.stderr
-    resumed = np.load(tmp_path / "out.npz")
+    (resumed,) = run_children({"config": config.to_dict(), "seeds": seeds, "settings": settings, "parallel_data": 2,
+                               "checkpoint_dir": str(tmp_path / "ckpt")}, tmp_path, devices=8, must_say="resuming")
     assert {tuple(shape) for shape in resumed["meshes"]} == {(4, 2)}
     uninterrupted = train_members(levels, data, config, seeds, settings=settings)
+    print(f"resumed on 8 devices vs 1: largest parameter difference {largest_difference(resumed, uninterrupted):.2g}")
+    assert largest_difference(resumed, uninterrupted) < PARAMS_ATOL
+
+
+def test_members_split_over_two_processes_equal_one_process(data, config, tmp_path):
+    """4 members (2 seeds x 2 learning rates) over 2 processes of 2 devices each (jax.distributed, the
+    ensemble axis across both): each process holds every member's results, equal to one process's to
+    rounding; process 0 writes each member's TensorBoard run."""
+    config.baselines.time_matched = False  # its length follows the clock
+    seeds, settings = (0, 1, 0, 1), {"train.learning_rate": (3e-2, 3e-2, 1e-2, 1e-2)}
+    first, second = run_children({"config": config.to_dict(), "seeds": seeds, "settings": settings,
+                                  "log_dir": str(tmp_path / "tensorboard")}, tmp_path, devices=2, processes=2)
+    assert {tuple(shape) for shape in first["meshes"]} == {(4, 1)} and set(first["processes"]) == {2}
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+    one = train_members(make_ladder(config.model, data.num_classes), data, config, seeds, settings=settings)
+    print(f"2 processes vs 1: largest parameter difference {largest_difference(first, one):.2g}")
+    assert largest_difference(first, one) < PARAMS_ATOL
+    assert sorted(p.name for p in (tmp_path / "tensorboard").iterdir()) == [f"member_{i}" for i in range(4)]
+    assert sorted(p.name for p in (tmp_path / "tensorboard" / "member_3").iterdir()) == [
+        "level1", "level2", "level3", "plain_compute_matched", "plain_epoch_matched"]
+
+
+def run_children(spec: dict, tmp_path, devices: int, processes: int = 1, must_say: str = "") -> list:
+    """tests/member_ladder_child.py as `processes` processes of `devices` simulated devices: their outputs."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if processes > 1:
+        with socket.socket() as s:  # a free port for the coordinator
+            s.bind(("127.0.0.1", 0))
+            spec = {**spec, "num_processes": processes, "port": s.getsockname()[1]}
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    child, out = Path(__file__).resolve().parent / "member_ladder_child.py", tmp_path / "out.npz"
+    procs = []
+    for i in range(processes):
+        (tmp_path / f"spec{i}.json").write_text(json.dumps({**spec, "process_id": i}))
+        procs.append(subprocess.Popen([sys.executable, str(child), str(tmp_path / f"spec{i}.json"), str(out)],
+                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    try:
+        errors = [proc.communicate(timeout=600)[1] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, error in zip(procs, errors):
+        assert proc.returncode == 0 and must_say in error, error[-3000:]
+    paths = [out] if processes == 1 else [tmp_path / f"out.p{i}.npz" for i in range(processes)]
+    return [dict(np.load(path)) for path in paths]
+
+
+def largest_difference(saved: dict, results) -> float:
+    """The largest difference between a child's saved SAL level variables and `results`' (per member)."""
     largest = 0.0
-    for i, result in enumerate(uninterrupted):
+    for i, result in enumerate(results):
         for j, run in enumerate(result.sal):
             for path, leaf in jax.tree_util.tree_flatten_with_path(run.variables)[0]:
-                got = resumed[f"{i}/{j}/{jax.tree_util.keystr(path)}"]
+                got = saved[f"{i}/{j}/{jax.tree_util.keystr(path)}"]
                 largest = max(largest, float(np.max(np.abs(got - np.asarray(leaf)))))
-    print(f"resumed on 8 devices vs 1: largest parameter difference {largest:.2g}")
-    assert largest < PARAMS_ATOL
+    return largest
 
 
 class PoisonMember(Hook):
