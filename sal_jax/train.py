@@ -111,7 +111,8 @@ def run_group(levels, data, configs: Sequence[ml_collections.ConfigDict], progre
     records = [report.ladder_record(result, config.seed) for result, config in zip(ladder({}, "sal"), configs)]
     if configs[0].ablations:
         for name, values in ABLATIONS.items():
-            ablation = {**values, "baselines.epoch_matched": False, "baselines.time_matched": False}
+            ablation = {**values, "baselines.epoch_matched": False, "baselines.time_matched": False,
+                        "baselines.compute_matched": False}
             for record, result in zip(records, ladder(ablation, name)):
                 record[name] = {"sal": [report.run_record(run) for run in result.sal],
                                 "sal_train_time": result.sal_train_time}

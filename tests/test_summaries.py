@@ -52,9 +52,9 @@ def test_events_match_results_json(tmp_path):
     train_and_evaluate(config, str(tmp_path), progress=False)
     (seed,) = json.loads((tmp_path / "results.json").read_text())["cells"][0]["runs"]
     runs = tmp_path / "tensorboard" / "full" / "seed_0" / "sal"
-    assert sorted(p.name for p in runs.iterdir()) == ["level1", "level2", "plain_epoch_matched",
-                                                     "plain_time_matched"]
-    records = {"level1": seed["sal"][0], "level2": seed["sal"][1],
+    assert sorted(p.name for p in runs.iterdir()) == ["level1", "level2", "plain_compute_matched",
+                                                     "plain_epoch_matched", "plain_time_matched"]
+    records = {"level1": seed["sal"][0], "level2": seed["sal"][1], "plain_compute_matched": seed["plain_compute_matched"],
                "plain_epoch_matched": seed["plain_epoch_matched"], "plain_time_matched": seed["plain_time_matched"]}
     for name, record in records.items():
         events, history = read_run(runs / name), record["history"]
