@@ -179,6 +179,8 @@ def verdict(summary: PairedSummary, p_adjusted: float | None = None, alpha: floa
         return f"{'ceiling' if score >= 100 else 'no contrast'}: every run scores {score:.1f}%"
     if summary.n < 2:
         return "inconclusive (one seed)"
+    if summary.sd == 0 and summary.mean == 0:  # the same score with both in every seed: no t-test needed
+        return "no difference: every seed scores the same with both"
     if summary.sd == 0:
         return f"inconclusive (no spread: every seed differs by {summary.mean:+.1f} points)"
     p = summary.p if p_adjusted is None else p_adjusted

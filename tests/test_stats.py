@@ -135,7 +135,8 @@ def test_no_spread_is_inconclusive_not_a_hold():
     s = stats.paired_summary([0.5, 0.5, 0.5])
     assert stats.verdict(s) == "inconclusive (no spread: every seed differs by +0.5 points)"
     assert stats.verdict(s, p_adjusted=stats.holm([s.p])[0]).startswith("inconclusive (no spread")
-    assert stats.verdict(stats.paired_summary([0.0] * 4)) == "inconclusive (no spread: every seed differs by +0.0 points)"
+    # identical in every seed (e.g. SAL with both λ = 0 and its plain baseline): no difference, without a test
+    assert stats.verdict(stats.paired_summary([0.0] * 4)) == "no difference: every seed scores the same with both"
     assert stats.category(stats.verdict(s)) == "inconclusive"
     # In a family with a real test, the NaN does not count in m: 0.01 stays 0.01.
     assert stats.holm([s.p, 0.01])[1] == pytest.approx(0.01)
